@@ -1,0 +1,84 @@
+"""Typed events: what every source decodes into and the core joins.
+
+An :class:`Event` keeps only what the join and the metrics need (the model
+key, the class of each row, the reward, the event time), never the payload,
+so that a pending puid costs a few hundred bytes, not a copy of the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "Event",
+    "EventKind",
+    "ModelKey",
+    "SourcePosition",
+]
+
+
+class EventKind(StrEnum):
+    """The three parts of one prediction's life that the join puts together."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    FEEDBACK = "feedback"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ModelKey:
+    """Which model an outcome belongs to: the labels of every metric.
+
+    Ordered so that reports list models in (namespace, deployment,
+    predictor, model) order without a key function.
+    """
+
+    namespace: str = ""
+    deployment: str = ""
+    predictor: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where a record was read, for dead letters and for dedupe without an id.
+
+    HTTP ingest uses topic ``"http"``, partition 0 and a per-process sequence
+    number, so every source can be named the same way in an error.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One decoded request, response or feedback.
+
+    ``key`` is the full model key for a request or response. For a feedback
+    it holds only what the feedback named: an empty ``model`` or
+    ``predictor`` means "every response of this puid" on that attribute
+    (EVENTS.md §3, which responses a feedback joins).
+
+    ``classes`` is, per row, the predicted class (response) or the true
+    class (feedback with a truth); ``None`` for a request, or for a feedback
+    without truth. ``reward`` is the feedback's reward (``true``/``false``
+    as 1.0/0.0), ``None`` when absent.
+
+    ``identity`` is what makes two deliveries "the same event": the
+    CloudEvent (type, id), or, without an id, the source position.
+    """
+
+    kind: EventKind
+    puid: str
+    key: ModelKey
+    time: float
+    identity: tuple[str, ...]
+    classes: tuple[str, ...] | None = None
+    reward: float | None = None
+    position: SourcePosition | None = None
