@@ -1,6 +1,38 @@
 """feedback-stream: live, exact classification metrics for Seldon Core and KServe models."""
 
+from feedback_stream.decode import DecodeError, decode_attributes, decode_http, decode_kafka_record
+from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
+from feedback_stream.join import EventStatus, JoinResult, JoinStore
+from feedback_stream.metrics import Counts, WindowMetrics, compute
+from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis
+from feedback_stream.partition import EventCounters, ModelCounters, PartitionState
+from feedback_stream.windows import WindowSpec
 
-__all__ = ["Event", "EventKind", "ModelKey", "SourcePosition"]
+__all__ = [
+    "ALL_PARTITIONS",
+    "Counts",
+    "DecodeError",
+    "Engine",
+    "Event",
+    "EventCounters",
+    "EventKind",
+    "EventStatus",
+    "JoinResult",
+    "JoinStore",
+    "ModelCounters",
+    "ModelKey",
+    "Outcome",
+    "OutcomeResult",
+    "PartitionState",
+    "SourcePosition",
+    "StateKey",
+    "TimeBasis",
+    "WindowMetrics",
+    "WindowSpec",
+    "compute",
+    "decode_attributes",
+    "decode_http",
+    "decode_kafka_record",
+]
 __version__ = "0.1.0"

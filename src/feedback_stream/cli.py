@@ -1,0 +1,151 @@
+"""The ``feedback-stream`` command line.
+
+One ``_add_<name>_parser(subparsers)`` function per subcommand registers its
+arguments and sets ``handler``; add a command by writing one and listing it
+in ``_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO
+
+import orjson
+
+from feedback_stream import generator
+from feedback_stream.demo.runner import add_demo_parser
+from feedback_stream.engine import Engine
+from feedback_stream.outcomes import TimeBasis
+from feedback_stream.replay import LineError, ReplayAborted, replay
+from feedback_stream.report import render_table
+from feedback_stream.service import add_run_parser
+from feedback_stream.windows import WindowSpec, parse_duration
+
+__all__ = ["build_parser", "main"]
+
+
+def _window(text: str) -> WindowSpec:
+    try:
+        return WindowSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@contextmanager
+def _open_input(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+    else:
+        with open(path, "rb") as handle:
+            yield handle
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    specs: list[WindowSpec] = args.window or [WindowSpec.parse("total")]
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        print(f"feedback-stream replay: repeated window in {names}", file=sys.stderr)
+        return 2
+    engine = Engine(specs, ttl=args.ttl, time_basis=TimeBasis(args.time), route="puid")
+
+    def report_error(error: LineError) -> None:
+        print(f"{args.input}:{error}", file=sys.stderr)
+
+    try:
+        with _open_input(args.input) as handle:
+            result = replay(handle, engine, strict=args.strict, on_error=report_error)
+    except OSError as exc:
+        print(f"feedback-stream replay: cannot read {args.input}: {exc}", file=sys.stderr)
+        return 1
+    except ReplayAborted:
+        print(
+            "feedback-stream replay: stopped at the first invalid line (--strict)", file=sys.stderr
+        )
+        return 1
+    document = engine.report(result.clock)
+    if result.errors:
+        print(
+            f"feedback-stream replay: {len(result.errors)} invalid of {result.records} lines",
+            file=sys.stderr,
+        )
+    if args.output == "json":
+        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(render_table(document))
+    sys.stdout.flush()
+    return 0
+
+
+def _add_replay_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="compute metrics from a file of consumed Kafka records (JSON lines)",
+        description=(
+            "Replay INPUT (one consumed Kafka record per line; '-' for stdin) and print "
+            "the metrics of every model as of the last record timestamp."
+        ),
+    )
+    parser.add_argument("input", metavar="INPUT.jsonl")
+    parser.add_argument(
+        "--window",
+        action="append",
+        type=_window,
+        metavar="WINDOW",
+        help="'total', a duration (30s, 5m, 1h) or a number of outcomes; repeatable "
+        "(default: total)",
+    )
+    parser.add_argument(
+        "--ttl",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="how long a puid waits for its other parts and stays amendable (default 1h)",
+    )
+    parser.add_argument(
+        "--time",
+        choices=[basis.value for basis in TimeBasis],
+        default=TimeBasis.FEEDBACK.value,
+        help="which event time places an outcome in time windows (default feedback)",
+    )
+    parser.add_argument("--output", choices=["json", "table"], default="json")
+    parser.add_argument("--strict", action="store_true", help="exit 1 at the first invalid line")
+    parser.set_defaults(handler=_run_replay)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_replay_parser,
+    generator.add_parser,
+    add_run_parser,
+    add_demo_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedback-stream",
+        description="Exact live classification metrics for Seldon Core and KServe models.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

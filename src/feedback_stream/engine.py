@@ -1,0 +1,242 @@
+"""The engine: decode, route to partition states, and read across them.
+
+This is what sources and sinks talk to. It decodes records, routes each
+event to a :class:`~feedback_stream.partition.PartitionState`, keeps the
+clock, and merges the states when someone reads: cumulative and time
+windows add their counts at the same clock, count windows take the newest
+N outcomes of the union (outcome sequence numbers are shared by the states
+of one engine, so "newest" is well defined).
+
+Routing: Seldon's executor writes Kafka records without a key, so one puid's
+events can be on different partitions. ``route="puid"`` (the default) keeps
+one logical state for every partition a processor reads, so that they join;
+``route="partition"`` keeps a state per (topic, partition), for input that is
+keyed by puid (the repartition step), so a rebalance can move state with its
+partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal
+
+from feedback_stream import snapshot
+from feedback_stream.decode import DecodeError, decode_kafka_record
+from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
+from feedback_stream.join import DEFAULT_TTL_S, JoinResult
+from feedback_stream.join import Sequence as OutcomeSequence
+from feedback_stream.metrics import Counts, WindowMetrics, compute
+from feedback_stream.outcomes import TimeBasis
+from feedback_stream.partition import (
+    EventCounters,
+    ModelCounters,
+    OutcomeListener,
+    PartitionState,
+    ResultListener,
+)
+from feedback_stream.report import build_report
+from feedback_stream.windows import WindowKind, WindowSpec
+
+__all__ = ["ALL_PARTITIONS", "Engine", "StateKey"]
+
+StateKey = tuple[str, int]
+"""(topic, partition) of a state; :data:`ALL_PARTITIONS` when routed by puid."""
+
+ALL_PARTITIONS: Final[StateKey] = ("*", -1)
+
+
+class Engine:
+    """Decode, route, join and read: the API sources and sinks use.
+
+    Args:
+        windows: window names (``"total"``, ``"5m"``, ``"1000"``) or specs.
+        ttl: join TTL in seconds (default one hour).
+        time_basis: ``"feedback"`` (default) or ``"request"``.
+        route: ``"puid"`` (one state for every partition) or ``"partition"``.
+    """
+
+    def __init__(
+        self,
+        windows: Iterable[str | WindowSpec] = ("total",),
+        ttl: float = DEFAULT_TTL_S,
+        time_basis: TimeBasis | str = TimeBasis.FEEDBACK,
+        route: Literal["puid", "partition"] = "puid",
+    ) -> None:
+        specs = [w if isinstance(w, WindowSpec) else WindowSpec.parse(w) for w in windows]
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"window names must be distinct, got {names}")
+        if not specs:
+            raise ValueError("at least one window is needed")
+        if route not in ("puid", "partition"):
+            raise ValueError(f"route must be 'puid' or 'partition', got {route!r}")
+        self.specs = tuple(specs)
+        self.ttl = float(ttl)
+        self.time_basis = TimeBasis(time_basis)
+        self.route = route
+        self.sequence = OutcomeSequence()
+        self.states: dict[StateKey, PartitionState] = {}
+        self.clock = float("-inf")
+        self._outcome_listeners: list[OutcomeListener] = []
+        self._result_listeners: list[ResultListener] = []
+
+    # ------------------------------------------------------------ writing
+
+    def state_key(self, position: SourcePosition | None) -> StateKey:
+        """Which state an event from ``position`` goes to."""
+        if self.route == "puid" or position is None:
+            return ALL_PARTITIONS
+        return (position.topic, position.partition)
+
+    def state(self, key: StateKey) -> PartitionState:
+        """The state for ``key``, created empty when first needed."""
+        state = self.states.get(key)
+        if state is None:
+            state = PartitionState(self.specs, self.ttl, self.time_basis, self.sequence)
+            self._attach(state)
+            self.states[key] = state
+        return state
+
+    def _attach(self, state: PartitionState) -> None:
+        state.outcome_listeners = self._outcome_listeners
+        state.result_listeners = self._result_listeners
+
+    def process_record(
+        self,
+        headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes | None]],
+        value: Any,
+        timestamp_ms: int | float,
+        position: SourcePosition,
+    ) -> DecodeError | None:
+        """Decode one Kafka record (or replay line) and process it.
+
+        Returns the decode error, if the record was invalid, so the caller
+        can dead-letter it; invalid (response, feedback) pairs found by the
+        join are counted but not returned (the record itself was fine).
+        """
+        item = decode_kafka_record(headers, value, timestamp_ms, position)
+        self.process_event(item)
+        return item if isinstance(item, DecodeError) else None
+
+    def process_event(self, item: Event | DecodeError) -> JoinResult | None:
+        """Process one decoded event (from any source), or count one error."""
+        position = item.position
+        if not isinstance(item, DecodeError) and item.time > self.clock:
+            self.clock = item.time
+        return self.state(self.state_key(position)).process(item)
+
+    def expire(self, now: float) -> dict[EventKind, int]:
+        """Expire every state's join entries past the TTL as of ``now``."""
+        if now > self.clock:
+            self.clock = now
+        total = {EventKind.REQUEST: 0, EventKind.RESPONSE: 0, EventKind.FEEDBACK: 0}
+        for state in self.states.values():
+            for kind, count in state.expire(now).items():
+                total[kind] += count
+        return total
+
+    def advance(self, now: float) -> None:
+        """Move the clock to ``now`` (wall time in the service), if later."""
+        if now > self.clock:
+            self.clock = now
+
+    def add_outcome_listener(self, listener: OutcomeListener) -> None:
+        """Call ``listener(retracted, applied)`` whenever outcomes change (the ES sink)."""
+        self._outcome_listeners.append(listener)
+
+    def add_result_listener(self, listener: ResultListener) -> None:
+        """Call ``listener(event, join_result)`` after every joined event (label delays)."""
+        self._result_listeners.append(listener)
+
+    # ------------------------------------------------------------ state moves
+
+    def snapshot(self, key: StateKey) -> bytes:
+        """The state of one partition (or :data:`ALL_PARTITIONS`) as bytes."""
+        return snapshot.dumps(self.state(key))
+
+    def restore(self, key: StateKey, data: bytes) -> None:
+        """Replace the state of ``key`` with a snapshot taken by :meth:`snapshot`."""
+        state = snapshot.loads(data, self.sequence, self.specs)
+        # The configuration in force now wins over the one the snapshot was taken
+        # under; a changed time basis applies to outcomes joined from now on.
+        state.join.ttl = self.ttl
+        state.join.time_basis = self.time_basis
+        self._attach(state)
+        self.states[key] = state
+        if state.clock > self.clock:
+            self.clock = state.clock
+
+    def revoke(self, key: StateKey) -> PartitionState | None:
+        """Forget the state of a partition this processor no longer owns."""
+        return self.states.pop(key, None)
+
+    # ------------------------------------------------------------ reading
+
+    @property
+    def pending(self) -> int:
+        """puids held in all join stores."""
+        return sum(state.pending for state in self.states.values())
+
+    def model_keys(self) -> list[ModelKey]:
+        """Every model seen (with a response or an outcome), sorted."""
+        keys: set[ModelKey] = set()
+        for state in self.states.values():
+            keys.update(state.models)
+            keys.update(state.model_counters)
+        return sorted(keys)
+
+    def events(self) -> EventCounters:
+        """Event counters summed over states."""
+        total = EventCounters()
+        for state in self.states.values():
+            total.merge(state.events)
+        return total
+
+    def model_counters(self, key: ModelKey) -> ModelCounters:
+        """Monotonic counters of one model, summed over states."""
+        total = ModelCounters()
+        for state in self.states.values():
+            counters = state.model_counters.get(key)
+            if counters is not None:
+                total.merge(counters)
+        return total
+
+    def counts(self, key: ModelKey, window: str, now: float | None = None) -> Counts:
+        """The merged counts of one window of one model as of ``now`` (default: the clock)."""
+        at = self.clock if now is None or now < self.clock else now
+        spec = next((s for s in self.specs if s.name == window), None)
+        if spec is None:
+            raise KeyError(
+                f"no window named {window!r}; windows are {[s.name for s in self.specs]}"
+            )
+        states = [s for s in self.states.values() if key in s.models]
+        if spec.kind is WindowKind.COUNT and len(states) > 1:
+            for state in states:
+                state.advance(at)
+            union = [o for s in states for o in s.models[key].windows[window].live()]
+            union.sort(key=lambda o: o.seq)
+            return Counts.of(union[-spec.size :])
+        total = Counts()
+        for state in states:
+            total.merge(state.counts(key, window, at))
+        return total
+
+    def metrics(self, key: ModelKey, window: str, now: float | None = None) -> WindowMetrics:
+        """All metrics of one window of one model (for the Prometheus collector)."""
+        return compute(self.counts(key, window, now))
+
+    def report(
+        self, now: float | None = None, windows: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """The JSON document of ``replay --output json`` and ``GET /api/v1/metrics``."""
+        names = list(windows) if windows is not None else [s.name for s in self.specs]
+        models = []
+        for key in self.model_keys():
+            models.append(
+                (
+                    key,
+                    {name: self.metrics(key, name, now) for name in names},
+                    self.model_counters(key),
+                )
+            )
+        return build_report(models, self.events(), self.pending)

@@ -1,0 +1,1 @@
+"""The processor's HTTP server: CloudEvents ingest, /metrics, JSON API and live page."""

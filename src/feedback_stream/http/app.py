@@ -1,0 +1,234 @@
+"""The processor's HTTP face: CloudEvents ingest, /metrics, the JSON API and the page.
+
+Ingest accepts events exactly as Seldon's executor and a Knative broker
+deliver them: binary mode (``Ce-*`` headers, payload body) and structured
+mode (``application/cloudevents+json``), plus the batch mode
+(``application/cloudevents-batch+json``) of the CloudEvents HTTP binding, on
+``POST /`` and ``POST /events``. An accepted (or duplicate) event gets
+``202`` with an empty body: Knative treats a non-empty reply as an event to
+route. An event that cannot be decoded gets ``400`` and a JSON body naming
+the problem::
+
+    {"error": "missing_puid", "reason": "...", "position": "http/0@17"}
+
+The app knows nothing of joins or windows: it talks to a :class:`Backend`
+(the service), so tests can drive it with any object of that shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+__all__ = ["Backend", "Problem", "Readiness", "create_app"]
+
+_log = logging.getLogger(__name__)
+
+_BATCH = "application/cloudevents-batch+json"
+_STATIC = resources.files("feedback_stream.http") / "static"
+_STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+
+class Problem(Protocol):
+    """Why an event was refused: a bounded ``code`` and a message for people."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """``/readyz``: ready once partitions are assigned and any history is loaded."""
+
+    ready: bool
+    checks: Mapping[str, bool]
+
+
+class Backend(Protocol):
+    """What the app serves; implemented by :class:`feedback_stream.service.Service`."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    def ingest(self, headers: Mapping[str, str], body: bytes, arrival: float) -> Problem | None:
+        """Apply one HTTP CloudEvent (header names lower-cased); ``None`` when accepted."""
+
+    def models(self, window: str | None) -> list[dict[str, Any]]:
+        """Every model with its label coverage and current metrics in ``window``."""
+
+    def metrics_document(self, windows: Sequence[str] | None) -> dict[str, Any]:
+        """The ``replay --output json`` document; raises ``ValueError`` for a bad window."""
+
+    def history(self, window: str | None) -> dict[str, Any]:
+        """Accuracy over time per model in ``window``, for the live page's chart."""
+
+    def readiness(self) -> Readiness: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchProblem:
+    code: str
+    reason: str
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _problem(problem: Problem, status: int = 400, **extra: object) -> web.Response:
+    return _json({"error": problem.code, "reason": problem.reason, **extra}, status=status)
+
+
+def create_app(
+    backend: Backend, *, ingest: bool = True, max_body: int = 16 << 20
+) -> web.Application:
+    """The aiohttp application; ``ingest=False`` serves read-only endpoints."""
+    app = web.Application(client_max_size=max_body, middlewares=[_errors])
+    handlers = _Handlers(backend)
+    if ingest:
+        app.router.add_post("/", handlers.ingest)
+        app.router.add_post("/events", handlers.ingest)
+    app.router.add_get("/", handlers.page)
+    app.router.add_get("/static/{name}", handlers.static)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/api/v1/models", handlers.models)
+    app.router.add_get("/api/v1/metrics", handlers.metrics_json)
+    app.router.add_get("/api/v1/history", handlers.history)
+    return app
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error answers JSON, so a client never has to parse an HTML page."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _json(
+            {"error": exc.reason.lower().replace(" ", "_"), "reason": exc.text or ""},
+            status=exc.status,
+        )
+    except Exception:
+        _log.exception("error serving %s %s", request.method, request.path)
+        return _json({"error": "internal", "reason": "see the processor's log"}, status=500)
+    return response
+
+
+class _Handlers:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        arrival = time.time()
+        body = await request.read()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == _BATCH:
+            return self._ingest_batch(headers, body, arrival)
+        problem = self._backend.ingest(headers, body, arrival)
+        if problem is not None:
+            return _problem(problem)
+        return web.Response(status=202)
+
+    def _ingest_batch(
+        self, headers: Mapping[str, str], body: bytes, arrival: float
+    ) -> web.Response:
+        try:
+            events = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _problem(_BatchProblem("bad_json", f"batch body is not JSON: {exc}"))
+        if not isinstance(events, list):
+            return _problem(_BatchProblem("bad_batch", "a CloudEvents batch is a JSON array"))
+        structured = {name: value for name, value in headers.items() if not name.startswith("ce-")}
+        structured["content-type"] = "application/cloudevents+json"
+        failures = []
+        for index, event in enumerate(events):
+            problem = self._backend.ingest(structured, orjson.dumps(event), arrival)
+            if problem is not None:
+                failures.append({"index": index, "error": problem.code, "reason": problem.reason})
+        if failures:
+            return _json(
+                {
+                    "error": failures[0]["error"],
+                    "reason": f"{len(failures)} of {len(events)} events refused",
+                    "events": failures,
+                },
+                status=400,
+            )
+        return web.Response(status=202)
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=(_STATIC / "index.html").read_bytes(), content_type="text/html", charset="utf-8"
+        )
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        resource = _STATIC / name
+        if "/" in name or suffix not in _STATIC_TYPES or not resource.is_file():
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        return web.Response(
+            body=resource.read_bytes(), content_type=_STATIC_TYPES[suffix], charset="utf-8"
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(self._backend.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        readiness = self._backend.readiness()
+        return _json(
+            {"ready": readiness.ready, "checks": dict(readiness.checks)},
+            status=200 if readiness.ready else 503,
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        try:
+            return _json({"models": self._backend.models(request.query.get("window"))})
+        except ValueError as exc:
+            return _problem(_BatchProblem("bad_window", str(exc)))
+
+    async def metrics_json(self, request: web.Request) -> web.Response:
+        windows = [
+            part.strip()
+            for value in request.query.getall("window", [])
+            for part in value.split(",")
+            if part.strip()
+        ]
+        try:
+            document = self._backend.metrics_document(windows or None)
+        except ValueError as exc:
+            return _problem(_BatchProblem("bad_window", str(exc)))
+        return _json(document)
+
+    async def history(self, request: web.Request) -> web.Response:
+        try:
+            return _json(self._backend.history(request.query.get("window")))
+        except ValueError as exc:
+            return _problem(_BatchProblem("bad_window", str(exc)))

@@ -1,0 +1,167 @@
+// The live page: polls the processor's own JSON API and draws, per deployment,
+// accuracy over time per predictor (one SVG chart), the current
+// precision/recall/F1 table and the label coverage. Plain JS, no dependencies:
+// the processor serves it as it is, with no build step and no CDN.
+"use strict";
+
+const COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#0550ae", "#116329"];
+const POLL_MS = 2000;
+const SVG = "http://www.w3.org/2000/svg";
+let chosenWindow = null;
+
+function modelName(m) {
+  return m.model && m.model !== m.predictor ? `${m.predictor} / ${m.model}` : m.predictor;
+}
+
+function fmt(x, digits = 3) {
+  return x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits);
+}
+
+function el(tag, attrs = {}, text = null) {
+  const node = tag.startsWith("svg:")
+    ? document.createElementNS(SVG, tag.slice(4))
+    : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+function drawChart(series) {
+  const W = 960, H = 280, L = 44, R = 12, T = 10, B = 26;
+  const svg = el("svg:svg", { class: "chart", viewBox: `0 0 ${W} ${H}`,
+                              preserveAspectRatio: "none", "data-chart": "accuracy" });
+  let tMin = Infinity, tMax = -Infinity;
+  for (const s of series) for (const [t, a] of s.points) if (a !== null) {
+    tMin = Math.min(tMin, t); tMax = Math.max(tMax, t);
+  }
+  if (!Number.isFinite(tMin)) { tMin = Date.now() / 1000 - 60; tMax = tMin + 60; }
+  if (tMax - tMin < 10) tMin = tMax - 10;
+  const x = (t) => L + ((t - tMin) / (tMax - tMin)) * (W - L - R);
+  const y = (a) => T + (1 - a) * (H - T - B);
+  for (const g of [0, 0.25, 0.5, 0.75, 1]) {
+    svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(g), y2: y(g), stroke: "#d0d7de" }));
+    svg.append(el("svg:text", { x: 4, y: y(g) + 4 }, g.toFixed(2)));
+  }
+  [["start", tMin], ["middle", (tMin + tMax) / 2], ["end", tMax]].forEach(([anchor, t]) => {
+    const label = new Date(t * 1000).toLocaleTimeString();
+    svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": anchor }, label));
+  });
+  series.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    let d = "", pen = "M";
+    for (const [t, a] of s.points) {
+      if (a === null) { pen = "M"; continue; }
+      d += `${pen}${x(t).toFixed(1)},${y(a).toFixed(1)} `;
+      pen = "L";
+    }
+    if (d) svg.append(el("svg:path", { d, fill: "none", stroke: color, "stroke-width": 3,
+                                        "data-series": modelName(s) }));
+  });
+  return svg;
+}
+
+function legend(series) {
+  const div = el("div", { class: "legend" });
+  series.forEach((s, i) => {
+    const span = el("span");
+    const swatch = el("i");
+    swatch.style.background = COLORS[i % COLORS.length];
+    span.append(swatch, document.createTextNode(modelName(s)));
+    div.append(span);
+  });
+  return div;
+}
+
+function metricsTable(models) {
+  const table = el("table", { class: "prf" });
+  const head = el("tr");
+  for (const h of ["predictor", "class", "precision", "recall", "F1", "support"])
+    head.append(el("th", {}, h));
+  table.append(head);
+  for (const m of models) {
+    const w = m.current || {};
+    const rows = [];
+    for (const c of w.classes || []) rows.push([c.class, c.precision, c.recall, c.f1, c.support]);
+    for (const a of w.averages || [])
+      rows.push([`${a.average} avg`, a.precision, a.recall, a.f1, a.support]);
+    if (!rows.length) rows.push(["–", null, null, null, null]);
+    rows.forEach((r, i) => {
+      const tr = el("tr");
+      tr.append(el("td", {}, i === 0 ? modelName(m) : ""), el("td", {}, String(r[0])));
+      for (const v of r.slice(1, 4)) tr.append(el("td", {}, fmt(v)));
+      tr.append(el("td", {}, r[4] === null || r[4] === undefined ? "–" : String(r[4])));
+      table.append(tr);
+    });
+  }
+  return table;
+}
+
+function summaryTable(models) {
+  const table = el("table", { class: "summary" });
+  const head = el("tr");
+  for (const h of ["predictor", "window", "accuracy", "95% CI", "outcomes", "label coverage"])
+    head.append(el("th", {}, h));
+  table.append(head);
+  for (const m of models) {
+    const w = m.current || {};
+    const tr = el("tr");
+    tr.append(el("td", {}, modelName(m)), el("td", {}, w.window || "–"),
+              el("td", {}, fmt(w.accuracy)),
+              el("td", {}, w.accuracy_ci ? `${fmt(w.accuracy_ci[0])} – ${fmt(w.accuracy_ci[1])}` : "–"),
+              el("td", {}, String(w.known ?? 0)),
+              el("td", {}, m.label_coverage === null ? "–" : `${fmt(100 * m.label_coverage, 1)} %`));
+    table.append(tr);
+  }
+  return table;
+}
+
+function group(models, key) {
+  const out = new Map();
+  for (const m of models) {
+    const k = key(m);
+    if (!out.has(k)) out.set(k, []);
+    out.get(k).push(m);
+  }
+  return out;
+}
+
+async function getJSON(url) {
+  const r = await fetch(url, { cache: "no-store" });
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function refresh() {
+  const status = document.getElementById("status");
+  try {
+    const q = chosenWindow ? `?window=${encodeURIComponent(chosenWindow)}` : "";
+    const [models, history] = await Promise.all([
+      getJSON(`/api/v1/models${q}`), getJSON(`/api/v1/history${q}`)]);
+    const select = document.getElementById("window");
+    if (!select.options.length) {
+      for (const w of history.windows) select.append(el("option", { value: w }, w));
+      select.value = history.window;
+      select.onchange = () => { chosenWindow = select.value; refresh(); };
+    }
+    const root = document.getElementById("deployments");
+    root.replaceChildren();
+    const byDeployment = group(models.models, (m) => `${m.namespace}/${m.deployment}`);
+    const seriesBy = group(history.models, (m) => `${m.namespace}/${m.deployment}`);
+    for (const [dep, ms] of byDeployment) {
+      const section = el("section", { "data-deployment": dep });
+      const series = seriesBy.get(dep) || [];
+      section.append(el("h2", {}, `${dep} — accuracy (${history.window} window)`),
+                     drawChart(series), legend(series), summaryTable(ms), metricsTable(ms));
+      root.append(section);
+    }
+    if (!byDeployment.size) root.append(el("p", { class: "muted" }, "no outcomes yet"));
+    status.className = "muted";
+    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    status.className = "error";
+    status.textContent = String(err);
+  }
+}
+
+refresh();
+setInterval(refresh, POLL_MS);

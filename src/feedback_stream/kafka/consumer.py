@@ -1,0 +1,258 @@
+"""The Kafka source: a consumer group member that applies whole batches.
+
+The loop is at-least-once by construction and exactly-once in effect:
+
+1. ``getmany`` a batch (bounded by ``kafka_max_batch``);
+2. under the batch lock, drop records of partitions revoked meanwhile, then
+   hand the rest to the :class:`BatchHandler`, which applies them to the
+   engine and awaits their dead letters;
+3. commit ``last offset + 1`` of every partition in the batch;
+4. pause every assigned partition while the handler's pending joins exceed
+   ``kafka_max_pending``, resume once they drop (the wall-clock ticker of the
+   service expires old puids, so a paused source always resumes).
+
+A record applied but not committed (a crash between 2 and 3) is read again
+and recognised by the join store's dedupe, so nothing counts twice.
+
+Rebalances go through :class:`_Listener`: revoking waits for the batch lock,
+so a partition's state is handed back only after its last batch has been
+applied and committed; assigning creates (or restores) state before the
+first record of the partition is fetched. Shutdown (:meth:`KafkaSource.stop`)
+finishes the batch in hand, commits, revokes and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from feedback_stream.settings import Settings
+
+__all__ = ["BatchHandler", "KafkaSource", "Record"]
+
+_log = logging.getLogger(__name__)
+
+Record = Any
+"""An ``aiokafka.ConsumerRecord[bytes, bytes]`` (aiokafka ships no type stubs)."""
+
+
+class BatchHandler(Protocol):
+    """What the source drives: the service's engine adapter."""
+
+    async def assign(self, committed: Mapping[TopicPartition, int | None]) -> None:
+        """Create (or restore) the state of newly assigned partitions.
+
+        ``committed`` maps each to the group's committed offset (``None``:
+        none yet), where consumption resumes: a checkpoint taken at exactly
+        that offset may be restored.
+        """
+
+    async def revoke(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        """Hand back the state of partitions this member no longer owns.
+
+        ``positions`` maps each to the offset committed for it (every
+        applied record is committed by then), for a checkpoint.
+        """
+
+    async def apply(self, records: Sequence[Record]) -> None:
+        """Apply one batch, in order; dead letters are sent before it returns."""
+
+    @property
+    def pending(self) -> int:
+        """Puids waiting for their partner: the backpressure measure."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._source._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._source._on_assigned(set(assigned))
+
+
+class KafkaSource:
+    """One consumer group member feeding a :class:`BatchHandler`."""
+
+    def __init__(self, settings: Settings, handler: BatchHandler) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._assigned: set[TopicPartition] = set()
+        self._consumed: dict[TopicPartition, int] = {}
+        self._paused = False
+        self.assigned_once = asyncio.Event()
+        """Set after the first assignment: part of the service's readiness."""
+        self.batches = 0
+        self.records = 0
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """The partitions this member owns now."""
+        return frozenset(self._assigned)
+
+    @property
+    def paused(self) -> bool:
+        """Whether backpressure has paused the assigned partitions."""
+        return self._paused
+
+    async def start(self) -> None:
+        """Connect and subscribe; partitions arrive through the rebalance listener."""
+        if self._consumer is not None:
+            raise RuntimeError("KafkaSource.start() called twice")
+        s = self._settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=s.kafka_group_id,
+            client_id=s.kafka_client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.kafka_auto_offset_reset,
+            max_poll_records=s.kafka_max_batch,
+            **s.kafka_security_kwargs(),
+        )
+        self._consumer = consumer
+        await consumer.start()
+        listener = _Listener(self)
+        if s.kafka_topic_pattern:
+            consumer.subscribe(pattern=s.kafka_topic_pattern, listener=listener)
+        else:
+            consumer.subscribe(topics=list(s.kafka_topics), listener=listener)
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; then commit, revoke and leave the group."""
+        consumer = self._require()
+        s = self._settings
+        try:
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(
+                    timeout_ms=s.kafka_poll_timeout_ms, max_records=s.kafka_max_batch
+                )
+                if batch:
+                    await self._apply(batch)
+                self._backpressure()
+        finally:
+            await self._close()
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and shut down (signal-handler safe)."""
+        self._stopping.set()
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The committed offset (next to read) of each assigned partition, where known."""
+        return {
+            (tp.topic, tp.partition): offset
+            for tp, offset in self._consumed.items()
+            if tp in self._assigned
+        }
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind each assigned partition's high watermark."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out: dict[tuple[str, int], int] = {}
+        for tp in self._assigned:
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            position = self._consumed.get(tp)
+            out[(tp.topic, tp.partition)] = max(0, high - position) if position is not None else 0
+        return out
+
+    # -- the loop's steps --------------------------------------------------
+
+    async def _apply(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        async with self._lock:
+            owned = {tp: recs for tp, recs in batch.items() if tp in self._assigned and recs}
+            if not owned:
+                return
+            records = [record for recs in owned.values() for record in recs]
+            await self._handler.apply(records)
+            offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
+            await self._commit(offsets)
+            self._consumed.update(offsets)
+            self.batches += 1
+            self.records += len(records)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._require()
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group moved on without us (a missed heartbeat): the records are
+            # read again by the partition's new owner; our copy is revoked.
+            _log.warning("offset commit failed, partitions will be re-read: %s", exc)
+
+    def _backpressure(self) -> None:
+        consumer = self._require()
+        pending = self._handler.pending
+        if not self._paused and pending > self._settings.kafka_max_pending:
+            consumer.pause(*self._assigned)
+            self._paused = True
+            _log.warning("pausing %d partitions: %d pending joins", len(self._assigned), pending)
+        elif self._paused and pending <= self._settings.kafka_max_pending:
+            consumer.resume(*consumer.paused())
+            self._paused = False
+            _log.info("resuming partitions: %d pending joins", pending)
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            mine = revoked & self._assigned
+            self._assigned -= mine
+            positions = {tp: self._consumed.pop(tp, None) for tp in mine}
+            if mine:
+                await self._handler.revoke(positions)
+        _log.info("revoked %s", sorted(map(str, mine)))
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            new = assigned - self._assigned
+            if new:
+                committed = await self._committed(new)
+                self._consumed.update(
+                    {tp: offset for tp, offset in committed.items() if offset is not None}
+                )
+                await self._handler.assign(committed)
+            self._assigned |= assigned
+            if self._paused and self._consumer is not None:
+                self._consumer.pause(*new)
+        self.assigned_once.set()
+        _log.info("assigned %s", sorted(map(str, assigned)))
+
+    async def _committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
+        consumer = self._require()
+        out: dict[TopicPartition, int | None] = {}
+        for tp in partitions:
+            try:
+                out[tp] = await consumer.committed(tp)
+            except KafkaError as exc:
+                _log.warning("cannot read the committed offset of %s: %s", tp, exc)
+                out[tp] = None
+        return out
+
+    async def _close(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        async with self._lock:
+            if self._assigned:
+                await self._handler.revoke({tp: self._consumed.get(tp) for tp in self._assigned})
+            self._assigned.clear()
+        with contextlib.suppress(KafkaError):
+            await consumer.stop()
+        self._consumer = None
+
+    def _require(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("KafkaSource is not started")
+        return self._consumer

@@ -1,0 +1,293 @@
+"""Per-partition state: one join store, the windows of each model, the counters.
+
+A :class:`PartitionState` is everything derived from one input partition
+(or, routed by puid, from every partition a processor reads). It processes
+decoded events, or decode errors, which it counts, and it is what a
+snapshot saves and a rebalance moves. The :class:`~feedback_stream.engine.Engine`
+routes events to states and merges them for reading.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from feedback_stream.decode import DecodeError
+from feedback_stream.events import Event, EventKind, ModelKey
+from feedback_stream.join import DEFAULT_TTL_S, EventStatus, JoinResult, JoinStore
+from feedback_stream.join import Sequence as OutcomeSequence
+from feedback_stream.metrics import Counts
+from feedback_stream.outcomes import Outcome, TimeBasis, to_tick
+from feedback_stream.windows import ModelWindows, WindowSpec
+
+__all__ = [
+    "EventCounters",
+    "ModelCounters",
+    "OutcomeListener",
+    "PartitionState",
+    "ResultListener",
+]
+
+OutcomeListener = Callable[[Sequence[Outcome], Sequence[Outcome]], None]
+"""Called with (retracted, applied) outcomes after every event that changed any."""
+
+ResultListener = Callable[[Event, JoinResult], None]
+"""Called with every accepted or duplicate event and what the join did with it."""
+
+
+@dataclass(slots=True)
+class EventCounters:
+    """Events read, by what happened to them (monotonic)."""
+
+    accepted: Counter[str] = field(default_factory=Counter)
+    """Valid, first-seen events per type (``request``/``response``/``feedback``)."""
+    duplicate: Counter[str] = field(default_factory=Counter)
+    """Second and later deliveries of one event, per type."""
+    amended: int = 0
+    """Feedback events that replaced an applied outcome (also in ``accepted``)."""
+    invalid: Counter[str] = field(default_factory=Counter)
+    """Invalid records and invalid (response, feedback) pairs, per error code."""
+    expired: Counter[str] = field(default_factory=Counter)
+    """Parts that never joined and outlived the TTL, per type."""
+
+    def merge(self, other: EventCounters) -> None:
+        self.accepted.update(other.accepted)
+        self.duplicate.update(other.duplicate)
+        self.amended += other.amended
+        self.invalid.update(other.invalid)
+        self.expired.update(other.expired)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": dict(self.accepted),
+            "duplicate": dict(self.duplicate),
+            "amended": self.amended,
+            "invalid": dict(self.invalid),
+            "expired": dict(self.expired),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EventCounters:
+        return cls(
+            Counter(data["accepted"]),
+            Counter(data["duplicate"]),
+            data["amended"],
+            Counter(data["invalid"]),
+            Counter(data["expired"]),
+        )
+
+
+@dataclass(slots=True)
+class ModelCounters:
+    """Monotonic per-model counters, for Prometheus and the JSON report.
+
+    ``applied`` / ``retracted`` count outcomes by result (correct, incorrect,
+    unknown); ``confusion_applied`` / ``confusion_retracted`` by (true,
+    predicted) for outcomes with a known true class. Reward statistics here
+    are cumulative and, like the counters, never decrease: an amendment shows
+    in the ``retracted`` counters.
+    """
+
+    responses: int = 0
+    labelled: int = 0
+    conflicts: int = 0
+    label_delay_count: int = 0
+    label_delay_sum: float = 0.0
+    last_feedback_time: float | None = None
+    applied: Counter[str] = field(default_factory=Counter)
+    retracted: Counter[str] = field(default_factory=Counter)
+    confusion_applied: Counter[tuple[str, str]] = field(default_factory=Counter)
+    confusion_retracted: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reward_count: int = 0
+    reward_sum: float = 0.0
+    reward_retracted_count: int = 0
+    reward_retracted_sum: float = 0.0
+
+    def merge(self, other: ModelCounters) -> None:
+        self.responses += other.responses
+        self.labelled += other.labelled
+        self.conflicts += other.conflicts
+        self.label_delay_count += other.label_delay_count
+        self.label_delay_sum += other.label_delay_sum
+        if other.last_feedback_time is not None and (
+            self.last_feedback_time is None or other.last_feedback_time > self.last_feedback_time
+        ):
+            self.last_feedback_time = other.last_feedback_time
+        self.applied.update(other.applied)
+        self.retracted.update(other.retracted)
+        self.confusion_applied.update(other.confusion_applied)
+        self.confusion_retracted.update(other.confusion_retracted)
+        self.reward_count += other.reward_count
+        self.reward_sum += other.reward_sum
+        self.reward_retracted_count += other.reward_retracted_count
+        self.reward_retracted_sum += other.reward_retracted_sum
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "responses": self.responses,
+            "labelled": self.labelled,
+            "conflicts": self.conflicts,
+            "label_delay_count": self.label_delay_count,
+            "label_delay_sum": self.label_delay_sum,
+            "last_feedback_time": self.last_feedback_time,
+            "applied": dict(self.applied),
+            "retracted": dict(self.retracted),
+            "confusion_applied": [[t, p, n] for (t, p), n in self.confusion_applied.items()],
+            "confusion_retracted": [[t, p, n] for (t, p), n in self.confusion_retracted.items()],
+            "reward_count": self.reward_count,
+            "reward_sum": self.reward_sum,
+            "reward_retracted_count": self.reward_retracted_count,
+            "reward_retracted_sum": self.reward_retracted_sum,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCounters:
+        return cls(
+            responses=data["responses"],
+            labelled=data["labelled"],
+            conflicts=data["conflicts"],
+            label_delay_count=data["label_delay_count"],
+            label_delay_sum=data["label_delay_sum"],
+            last_feedback_time=data["last_feedback_time"],
+            applied=Counter(data["applied"]),
+            retracted=Counter(data["retracted"]),
+            confusion_applied=Counter({(t, p): n for t, p, n in data["confusion_applied"]}),
+            confusion_retracted=Counter({(t, p): n for t, p, n in data["confusion_retracted"]}),
+            reward_count=data["reward_count"],
+            reward_sum=data["reward_sum"],
+            reward_retracted_count=data["reward_retracted_count"],
+            reward_retracted_sum=data["reward_retracted_sum"],
+        )
+
+
+class PartitionState:
+    """One join store, the windows of each model, and the counters.
+
+    Args:
+        windows: the windows every model gets.
+        ttl: join TTL in seconds.
+        time_basis: which event's time places an outcome in time windows.
+        sequence: outcome sequence numbers, shared by the states of one engine.
+    """
+
+    def __init__(
+        self,
+        windows: Sequence[WindowSpec],
+        ttl: float = DEFAULT_TTL_S,
+        time_basis: TimeBasis = TimeBasis.FEEDBACK,
+        sequence: OutcomeSequence | None = None,
+    ) -> None:
+        self.specs = tuple(windows)
+        self.sequence = sequence if sequence is not None else OutcomeSequence()
+        self.join = JoinStore(ttl, time_basis, self.sequence)
+        self.models: dict[ModelKey, ModelWindows] = {}
+        self.model_counters: dict[ModelKey, ModelCounters] = {}
+        self.events = EventCounters()
+        self.clock = float("-inf")
+        self.outcome_listeners: list[OutcomeListener] = []
+        self.result_listeners: list[ResultListener] = []
+
+    @property
+    def pending(self) -> int:
+        return self.join.pending
+
+    def _windows(self, key: ModelKey) -> ModelWindows:
+        windows = self.models.get(key)
+        if windows is None:
+            windows = self.models[key] = ModelWindows(self.specs)
+        return windows
+
+    def _counters(self, key: ModelKey) -> ModelCounters:
+        counters = self.model_counters.get(key)
+        if counters is None:
+            counters = self.model_counters[key] = ModelCounters()
+        return counters
+
+    def process(self, item: Event | DecodeError) -> JoinResult | None:
+        """Count an error, or join an event and move the windows it changes."""
+        if isinstance(item, DecodeError):
+            self.events.invalid[item.code] += 1
+            return None
+        if item.time > self.clock:
+            self.clock = item.time
+        result = self.join.add(item)
+        kind = item.kind.value
+        if result.status is EventStatus.DUPLICATE:
+            self.events.duplicate[kind] += 1
+        else:
+            self.events.accepted[kind] += 1
+            if result.status is EventStatus.AMENDED:
+                self.events.amended += 1
+            if item.kind is EventKind.RESPONSE:
+                self._counters(item.key).responses += 1
+        for error in result.errors:
+            self.events.invalid[error.code] += 1
+        if result.retracted or result.applied:
+            self._move(result)
+        for key, delay in result.labelled:
+            counters = self._counters(key)
+            counters.labelled += 1
+            counters.label_delay_count += 1
+            counters.label_delay_sum += delay
+        for key in result.conflicts:
+            self._counters(key).conflicts += 1
+        for result_listener in self.result_listeners:
+            result_listener(item, result)
+        return result
+
+    def _move(self, result: JoinResult) -> None:
+        clock_tick = to_tick(self.clock)
+        for outcome in result.retracted:
+            self._windows(outcome.key).retract(outcome)
+            counters = self._counters(outcome.key)
+            counters.retracted[outcome.result.value] += 1
+            if outcome.truth is not None:
+                counters.confusion_retracted[(outcome.truth, outcome.predicted)] += 1
+            if outcome.reward is not None:
+                counters.reward_retracted_count += 1
+                counters.reward_retracted_sum += outcome.reward
+        for outcome in result.applied:
+            windows = self._windows(outcome.key)
+            windows.advance(clock_tick)
+            windows.apply(outcome)
+            counters = self._counters(outcome.key)
+            counters.applied[outcome.result.value] += 1
+            if outcome.truth is not None:
+                counters.confusion_applied[(outcome.truth, outcome.predicted)] += 1
+            if outcome.reward is not None:
+                counters.reward_count += 1
+                counters.reward_sum += outcome.reward
+            last = counters.last_feedback_time
+            if last is None or outcome.feedback_time > last:
+                counters.last_feedback_time = outcome.feedback_time
+        for outcome_listener in self.outcome_listeners:
+            outcome_listener(result.retracted, result.applied)
+
+    def advance(self, now: float) -> None:
+        """Move the clock (and every window) to ``now``, if that is later."""
+        if now > self.clock:
+            self.clock = now
+        tick = to_tick(self.clock)
+        for windows in self.models.values():
+            windows.advance(tick)
+
+    def expire(self, now: float) -> dict[EventKind, int]:
+        """Expire join entries older than the TTL as of ``now``; count what never joined."""
+        expired = self.join.expire(now)
+        for kind, count in expired.items():
+            if count:
+                self.events.expired[kind.value] += count
+        return expired
+
+    def counts(self, key: ModelKey, name: str, now: float) -> Counts:
+        """The counts of one window of one model as of ``now`` (or the clock, if later)."""
+        if now > self.clock:
+            self.clock = now
+        windows = self.models.get(key)
+        if windows is None:
+            return Counts()
+        window = windows.windows[name]
+        window.advance(to_tick(self.clock))
+        return window.counts()

@@ -1,0 +1,391 @@
+"""Prometheus exposition: counters fed by the engine, gauges read at scrape time.
+
+Counters are this process's own: they are incremented by the engine's
+listeners as events are applied, so they are monotonic for the life of the
+process and a consumer group's members can be summed (a partition that
+moves to another member does not take its past with it, and a restored
+checkpoint does not count its outcomes again). An amendment shows as an
+increment of a ``*_retracted_total`` counter, never as a decrement.
+
+Window gauges (accuracy, precision, recall, F1, counts, ...) are computed by
+:class:`WindowCollector` from the engine's windows at every scrape, so a
+sliding window empties on the wall clock even when no event arrives.
+
+Cardinality is bounded: at most ``max_models`` label sets of model labels
+(further models are counted under ``model="__overflow__"`` and get no
+gauges) and, per model, the ``class_allowlist`` or the first
+``max_classes`` classes seen (further classes show as ``__other__`` in the
+confusion counters and have no per-class gauges; averages always use every
+class, so they stay sklearn-exact).
+
+Every registry is the caller's: a service builds its own, so several run
+in one process (tests) without clashing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from feedback_stream.decode import EVENT_TYPES, DecodeError
+from feedback_stream.engine import Engine
+from feedback_stream.events import Event, EventKind, ModelKey
+from feedback_stream.join import EventStatus, JoinResult
+from feedback_stream.outcomes import Outcome
+
+__all__ = [
+    "MODEL_LABELS",
+    "OTHER_CLASS",
+    "OVERFLOW_MODEL",
+    "LabelGuard",
+    "ServiceMetrics",
+    "WindowCollector",
+]
+
+_log = logging.getLogger(__name__)
+
+MODEL_LABELS: Final = ("namespace", "deployment", "predictor", "model")
+OVERFLOW_MODEL: Final = "__overflow__"
+OTHER_CLASS: Final = "__other__"
+LABEL_DELAY_BUCKETS: Final = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 604800.0,
+)  # fmt: skip
+
+
+class LabelGuard:
+    """Maps model keys and classes to label values within the cardinality caps."""
+
+    def __init__(self, max_models: int, max_classes: int, class_allowlist: Sequence[str]) -> None:
+        self._max_models = max_models
+        self._max_classes = max_classes
+        self._allow = frozenset(class_allowlist)
+        self._models: set[ModelKey] = set()
+        self._classes: dict[ModelKey, set[str]] = {}
+        self._warned = False
+
+    def admits(self, key: ModelKey) -> bool:
+        """Whether ``key`` gets its own label set (the first ``max_models`` do)."""
+        if key in self._models:
+            return True
+        if len(self._models) < self._max_models:
+            self._models.add(key)
+            return True
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "more than %d models: %s and later ones are exported as model=%s",
+                self._max_models,
+                key,
+                OVERFLOW_MODEL,
+            )
+        return False
+
+    def model_labels(self, key: ModelKey) -> tuple[str, str, str, str]:
+        if self.admits(key):
+            return (key.namespace, key.deployment, key.predictor, key.model)
+        return ("", "", "", OVERFLOW_MODEL)
+
+    def admits_class(self, key: ModelKey, label: str) -> bool:
+        if self._allow:
+            return label in self._allow
+        seen = self._classes.setdefault(key, set())
+        if label in seen:
+            return True
+        if len(seen) < self._max_classes:
+            seen.add(label)
+            return True
+        return False
+
+    def class_label(self, key: ModelKey, label: str) -> str:
+        return label if self.admits_class(key, label) else OTHER_CLASS
+
+
+def _kind_of(error: DecodeError) -> str:
+    kind = EVENT_TYPES.get(error.event_type or "")
+    return kind.value if kind is not None else "unknown"
+
+
+class ServiceMetrics:
+    """The counters of one service instance, in its own registry.
+
+    ``*_created`` series are switched off (process-wide, prometheus-client
+    has no per-registry switch): they would double the series of every
+    labelled counter, and a restart shows as a counter reset anyway.
+    """
+
+    def __init__(self, registry: CollectorRegistry, guard: LabelGuard) -> None:
+        disable_created_metrics()
+        self.registry = registry
+        self.guard = guard
+        model = list(MODEL_LABELS)
+
+        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        self.outcomes = counter(
+            "feedback_stream_outcomes", "Outcomes applied, by result.", [*model, "result"]
+        )
+        self.outcomes_retracted = counter(
+            "feedback_stream_outcomes_retracted",
+            "Outcomes retracted by an amended feedback, by result.",
+            [*model, "result"],
+        )
+        self.confusion = counter(
+            "feedback_stream_confusion",
+            "Outcomes with a known true class, by true and predicted class.",
+            [*model, "true_class", "predicted_class"],
+        )
+        self.confusion_retracted = counter(
+            "feedback_stream_confusion_retracted",
+            "Retracted outcomes with a known true class, by true and predicted class.",
+            [*model, "true_class", "predicted_class"],
+        )
+        self.reward_count = counter(
+            "feedback_stream_reward_count",
+            "Joined (response, feedback) pairs with a reward.",
+            model,
+        )
+        self.reward_sum = counter(
+            "feedback_stream_reward_sum", "Sum of the rewards of joined pairs.", model
+        )
+        self.reward_retracted_count = counter(
+            "feedback_stream_reward_retracted_count",
+            "Rewards retracted by an amended feedback.",
+            model,
+        )
+        self.reward_retracted_sum = counter(
+            "feedback_stream_reward_retracted_sum",
+            "Sum of the rewards retracted by an amended feedback.",
+            model,
+        )
+        self.responses = counter("feedback_stream_responses", "Responses seen.", model)
+        self.labelled = counter(
+            "feedback_stream_labelled_responses", "Responses that got their first feedback.", model
+        )
+        self.conflicts = counter(
+            "feedback_stream_feedback_conflicts",
+            "Joined pairs whose feedback reward contradicts its truth.",
+            model,
+        )
+        self.label_delay = Histogram(
+            "feedback_stream_label_delay_seconds",
+            "Feedback event time minus response event time, at a response's first feedback.",
+            model,
+            buckets=LABEL_DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.events = counter(
+            "feedback_stream_events", "Events read, by type and status.", ["type", "status"]
+        )
+        self.invalid = counter(
+            "feedback_stream_invalid_events", "Invalid events, by reason.", ["reason"]
+        )
+        self.expired = counter(
+            "feedback_stream_expired",
+            "Unmatched events dropped after the join TTL, by type.",
+            ["type"],
+        )
+        self.dlq = counter(
+            "feedback_stream_dlq_records", "Records sent to the dead-letter topic.", ["reason"]
+        )
+        self._negative_reward_warned = False
+
+    def attach(self, engine: Engine) -> None:
+        """Count everything the engine does from now on."""
+        engine.add_result_listener(self.on_result)
+        engine.add_outcome_listener(self.on_outcomes)
+
+    # -- engine listeners --------------------------------------------------
+
+    def on_result(self, event: Event, result: JoinResult) -> None:
+        self.events.labels(event.kind.value, result.status.value).inc()
+        if event.kind is EventKind.RESPONSE and result.status is not EventStatus.DUPLICATE:
+            self.responses.labels(*self.guard.model_labels(event.key)).inc()
+        for key, delay in result.labelled:
+            labels = self.guard.model_labels(key)
+            self.labelled.labels(*labels).inc()
+            self.label_delay.labels(*labels).observe(max(0.0, delay))
+        for key in result.conflicts:
+            self.conflicts.labels(*self.guard.model_labels(key)).inc()
+        for error in result.errors:
+            self.invalid.labels(error.code).inc()
+
+    def on_outcomes(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
+        for outcome in retracted:
+            self._count(
+                outcome,
+                self.outcomes_retracted,
+                self.confusion_retracted,
+                self.reward_retracted_count,
+                self.reward_retracted_sum,
+            )
+        for outcome in applied:
+            self._count(outcome, self.outcomes, self.confusion, self.reward_count, self.reward_sum)
+
+    def _count(
+        self,
+        outcome: Outcome,
+        outcomes: Counter,
+        confusion: Counter,
+        reward_count: Counter,
+        reward_sum: Counter,
+    ) -> None:
+        key = outcome.key
+        labels = self.guard.model_labels(key)
+        outcomes.labels(*labels, outcome.result.value).inc()
+        if outcome.truth is not None:
+            confusion.labels(
+                *labels,
+                self.guard.class_label(key, outcome.truth),
+                self.guard.class_label(key, outcome.predicted),
+            ).inc()
+        if outcome.reward is not None:
+            reward_count.labels(*labels).inc()
+            if outcome.reward >= 0:
+                reward_sum.labels(*labels).inc(outcome.reward)
+            elif not self._negative_reward_warned:
+                self._negative_reward_warned = True
+                _log.warning("negative rewards are left out of feedback_stream_reward_sum_total")
+
+    # -- things the sources report -----------------------------------------
+
+    def on_invalid(self, error: DecodeError) -> None:
+        self.events.labels(_kind_of(error), EventStatus.INVALID.value).inc()
+        self.invalid.labels(error.code).inc()
+
+    def on_expired(self, counts: Mapping[EventKind, int]) -> None:
+        for kind, count in counts.items():
+            if count:
+                self.expired.labels(kind.value).inc(count)
+
+    def on_dead_letter(self, reason: str) -> None:
+        self.dlq.labels(reason).inc()
+
+
+class WindowCollector(Collector):
+    """The scrape-time gauges, read from the engine's windows."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        guard: LabelGuard,
+        clock: Callable[[], float],
+        lag: Callable[[], Mapping[tuple[str, int], int]] = dict,
+    ) -> None:
+        self._engine = engine
+        self._guard = guard
+        self._clock = clock
+        self._lag = lag
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        engine = self._engine
+        model = list(MODEL_LABELS)
+        win = [*model, "window"]
+
+        def gauge(name: str, doc: str, labels: Sequence[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=list(labels))
+
+        outcomes = gauge("feedback_stream_window_outcomes", "Outcomes in the window.", win)
+        known = gauge(
+            "feedback_stream_window_known",
+            "Outcomes in the window whose correctness is known.",
+            win,
+        )
+        correct = gauge("feedback_stream_window_correct", "Correct outcomes in the window.", win)
+        accuracy = gauge("feedback_stream_accuracy", "Accuracy (correct / known).", win)
+        ci_lower = gauge(
+            "feedback_stream_accuracy_ci_lower", "Lower bound of accuracy's 95% Wilson CI.", win
+        )
+        ci_upper = gauge(
+            "feedback_stream_accuracy_ci_upper", "Upper bound of accuracy's 95% Wilson CI.", win
+        )
+        cls = [*win, "class"]
+        precision = gauge("feedback_stream_class_precision", "Precision of one class.", cls)
+        recall = gauge("feedback_stream_class_recall", "Recall of one class.", cls)
+        f1 = gauge("feedback_stream_class_f1", "F1 score of one class.", cls)
+        support = gauge("feedback_stream_class_support", "Outcomes whose true class it is.", cls)
+        avg = [*win, "average"]
+        avg_precision = gauge(
+            "feedback_stream_average_precision", "Precision averaged over classes.", avg
+        )
+        avg_recall = gauge("feedback_stream_average_recall", "Recall averaged over classes.", avg)
+        avg_f1 = gauge("feedback_stream_average_f1", "F1 averaged over classes.", avg)
+        # Not ``*_reward_count`` / ``*_reward_sum``: promtool reserves those
+        # suffixes for histograms and summaries.
+        reward_count = gauge(
+            "feedback_stream_window_reward_pairs", "Joined pairs with a reward in the window.", win
+        )
+        reward_sum = gauge(
+            "feedback_stream_window_reward_value", "Sum of the rewards in the window.", win
+        )
+        coverage = gauge(
+            "feedback_stream_label_coverage",
+            "Share of responses that got feedback (cumulative).",
+            model,
+        )
+        last_feedback = gauge(
+            "feedback_stream_last_feedback_timestamp_seconds",
+            "Event time of the newest feedback applied.",
+            model,
+        )
+        for key in engine.model_keys():
+            if not self._guard.admits(key):
+                continue
+            labels = [key.namespace, key.deployment, key.predictor, key.model]
+            counters = engine.model_counters(key)
+            if counters.responses:
+                coverage.add_metric(labels, min(1.0, counters.labelled / counters.responses))
+            if counters.last_feedback_time is not None:
+                last_feedback.add_metric(labels, counters.last_feedback_time)
+            for spec in engine.specs:
+                m = engine.metrics(key, spec.name, now)
+                wl = [*labels, spec.name]
+                outcomes.add_metric(wl, m.outcomes)
+                known.add_metric(wl, m.known)
+                correct.add_metric(wl, m.correct)
+                reward_count.add_metric(wl, m.reward_count)
+                reward_sum.add_metric(wl, m.reward_sum)
+                if m.accuracy is not None:
+                    accuracy.add_metric(wl, m.accuracy)
+                if m.accuracy_ci95 is not None:
+                    ci_lower.add_metric(wl, m.accuracy_ci95[0])
+                    ci_upper.add_metric(wl, m.accuracy_ci95[1])
+                for label, cm in m.per_class.items():
+                    if not self._guard.admits_class(key, label):
+                        continue
+                    cl = [*wl, label]
+                    precision.add_metric(cl, cm.precision)
+                    recall.add_metric(cl, cm.recall)
+                    f1.add_metric(cl, cm.f1)
+                    support.add_metric(cl, cm.support)
+                for name, prf in (("macro", m.macro), ("micro", m.micro), ("weighted", m.weighted)):
+                    if prf is None or any(math.isnan(v) for v in prf):
+                        continue
+                    al = [*wl, name]
+                    avg_precision.add_metric(al, prf[0])
+                    avg_recall.add_metric(al, prf[1])
+                    avg_f1.add_metric(al, prf[2])
+        pending = gauge("feedback_stream_pending_puids", "puids waiting in join stores.", ())
+        pending.add_metric([], engine.pending)
+        lag = gauge(
+            "feedback_stream_consumer_lag",
+            "Records behind the partition's end.",
+            ("topic", "partition"),
+        )
+        for (topic, partition), behind in sorted(self._lag().items()):
+            lag.add_metric([topic, str(partition)], behind)
+        yield from (
+            outcomes, known, correct, accuracy, ci_lower, ci_upper,
+            precision, recall, f1, support, avg_precision, avg_recall, avg_f1,
+            reward_count, reward_sum, coverage, last_feedback, pending, lag,
+        )  # fmt: skip

@@ -1,0 +1,121 @@
+"""The report document (``replay --output json``, ``GET /api/v1/metrics``) and its table.
+
+The document's shape is fixed by issue 3; extensions are additive keys:
+per model ``counters`` (responses, labelled, conflicts, ...), and in
+``events`` the ``invalid_reasons`` breakdown and ``pending`` puids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from feedback_stream.events import ModelKey
+from feedback_stream.metrics import WindowMetrics
+
+if TYPE_CHECKING:
+    from feedback_stream.partition import EventCounters, ModelCounters
+
+__all__ = ["build_report", "render_table"]
+
+_KINDS = ("request", "response", "feedback")
+
+
+def build_report(
+    models: Sequence[tuple[ModelKey, Mapping[str, WindowMetrics], ModelCounters]],
+    events: EventCounters,
+    pending: int,
+) -> dict[str, Any]:
+    """The report document; ``models`` must already be sorted by key."""
+    return {
+        "models": [
+            {
+                "namespace": key.namespace,
+                "deployment": key.deployment,
+                "predictor": key.predictor,
+                "model": key.model,
+                "windows": {name: metrics.to_dict() for name, metrics in windows.items()},
+                "counters": {
+                    "responses": counters.responses,
+                    "labelled_responses": counters.labelled,
+                    "conflicts": counters.conflicts,
+                    "outcomes_applied": sum(counters.applied.values()),
+                    "outcomes_retracted": sum(counters.retracted.values()),
+                    "label_delay_mean_s": (
+                        counters.label_delay_sum / counters.label_delay_count
+                        if counters.label_delay_count
+                        else None
+                    ),
+                    "last_feedback_time": counters.last_feedback_time,
+                },
+            }
+            for key, windows, counters in models
+        ],
+        "events": {
+            **{kind: events.accepted.get(kind, 0) for kind in _KINDS},
+            "duplicate": sum(events.duplicate.values()),
+            "amended": events.amended,
+            "invalid": sum(events.invalid.values()),
+            "expired": {kind: events.expired.get(kind, 0) for kind in _KINDS},
+            "invalid_reasons": dict(sorted(events.invalid.items())),
+            "pending": pending,
+        },
+    }
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    """A plain-text table of a report, one block per model, one row per window."""
+    lines: list[str] = []
+    columns = (
+        "window",
+        "outcomes",
+        "known",
+        "correct",
+        "accuracy",
+        "ci95",
+        "macro_f1",
+        "micro_f1",
+        "weighted_f1",
+        "reward_mean",
+    )
+    for model in report["models"]:
+        lines.append(
+            f"{model['namespace']}/{model['deployment']}/{model['predictor']}/{model['model']}"
+        )
+        rows = [columns]
+        for name, w in model["windows"].items():
+            ci = w["accuracy_ci95"]
+            rows.append(
+                (
+                    name,
+                    str(w["outcomes"]),
+                    str(w["known"]),
+                    str(w["correct"]),
+                    _number(w["accuracy"]),
+                    "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]",
+                    _number(w["macro"]["f1"]),
+                    _number(w["micro"]["f1"]),
+                    _number(w["weighted"]["f1"]),
+                    _number(w["reward"]["mean"]),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        for row in rows:
+            lines.append("  " + "  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)))
+        lines.append("")
+    events = report["events"]
+    expired = events["expired"]
+    lines.append(
+        "events: "
+        + ", ".join(f"{k}={events[k]}" for k in ("request", "response", "feedback"))
+        + f", duplicate={events['duplicate']}, amended={events['amended']}"
+        + f", invalid={events['invalid']}"
+        + ", expired="
+        + "/".join(str(expired[k]) for k in ("request", "response", "feedback"))
+        + f", pending={events.get('pending', 0)}"
+    )
+    return "\n".join(lines) + "\n"

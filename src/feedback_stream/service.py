@@ -1,0 +1,596 @@
+"""The streaming processor: sources → engine → sinks, and its lifecycle.
+
+:class:`Service` owns one :class:`~feedback_stream.engine.Engine` and wires
+to it whatever the settings switch on:
+
+* the HTTP server (always): ``/metrics``, the JSON API, the live page and,
+  unless ``http_ingest`` is off, CloudEvents ingest on ``POST /``;
+* the Kafka source (``kafka_bootstrap_servers`` set), with its dead-letter
+  producer (``dlq_topic``) and partition checkpoints (``state_dir``);
+* the Elasticsearch history bootstrap (``history.enabled``), read before
+  the Kafka source starts, and the outcome sink (``es.sink_enabled``).
+
+Start-up order makes ``/readyz`` honest: HTTP first (so probes get an
+answer), then history, then Kafka; ready once partitions are assigned and
+the history is in.
+
+A ticker moves the engine on the wall clock every ``tick_interval_s``:
+windows advance (a model without new feedback shows an empty sliding
+window), join entries past the TTL expire, and the live page's accuracy
+series get a point. Expiry uses the *stream's* clock: the newest event time
+seen plus the wall time since it was seen, capped by the wall clock. Live,
+that is the wall clock; re-reading a retained topic from the start, it is
+the topic's own time, so old responses are not expired before their
+feedback, a few records later, is read.
+
+Shutdown (:meth:`Service.stop`, or SIGTERM/SIGINT under :meth:`run`) stops
+taking HTTP events, lets the Kafka source finish its batch, commit and
+checkpoint, flushes the dead letters and the outcome sink, and closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
+from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
+from feedback_stream.events import Event, ModelKey, SourcePosition
+from feedback_stream.http.app import Problem, Readiness, create_app
+from feedback_stream.kafka.checkpoint import CheckpointStore
+from feedback_stream.kafka.consumer import KafkaSource, Record
+from feedback_stream.kafka.dlq import DeadLetterQueue
+from feedback_stream.kafka.repartition import Repartitioner
+from feedback_stream.metrics import WindowMetrics
+from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
+from feedback_stream.settings import Settings, add_arguments, settings_from_args
+from feedback_stream.windows import WindowKind
+
+__all__ = ["Service", "add_run_parser", "configure_logging", "load_settings"]
+
+_log = logging.getLogger(__name__)
+
+HTTP_TOPIC = "http"
+"""The ``topic`` of HTTP events' source positions (EVENTS.md: one naming for every source)."""
+
+
+class _Series:
+    """Accuracy of every window of one model, sampled on the ticker, for the page."""
+
+    __slots__ = ("points",)
+
+    def __init__(self, size: int) -> None:
+        self.points: deque[tuple[float, tuple[float | None, ...]]] = deque(maxlen=size)
+
+
+class Service:
+    """One processor instance. ``async with Service(settings) as service:`` starts it."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._clock = clock
+        self.engine = Engine(
+            settings.windows,
+            ttl=settings.ttl_s,
+            time_basis=settings.time_basis,
+            # Re-keyed by puid, a partition's state is complete and moves with it.
+            route="partition" if settings.repartition_topic else settings.route,
+        )
+        self._registry = CollectorRegistry(auto_describe=False)
+        self.guard = LabelGuard(settings.max_models, settings.max_classes, settings.class_allowlist)
+        self.metrics = ServiceMetrics(self._registry, self.guard)
+        self.metrics.attach(self.engine)
+        self.kafka: KafkaSource | None = None
+        self.repartitioner: Repartitioner | None = None
+        self.dlq: DeadLetterQueue | None = None
+        self.checkpoints = CheckpointStore(settings.state_dir) if settings.state_dir else None
+        self._registry.register(WindowCollector(self.engine, self.guard, self.now, self._lag))
+        self._http_seq = itertools.count()
+        self._event_clock = float("-inf")
+        self._event_wall = 0.0
+        self._series: dict[ModelKey, _Series] = {}
+        self._series_times: deque[float] = deque(maxlen=settings.history_points)
+        self._last_sample = float("-inf")
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop_requested = asyncio.Event()
+        self._stopped = False
+        self._overlap: Any = None
+        self._sink: Any = None
+        self._es_client: Any = None
+        self._history: Any = None
+        self.http_port: int | None = None
+
+    # -- clocks ------------------------------------------------------------
+
+    def now(self) -> float:
+        """Wall-clock seconds: what windows are read and advanced at."""
+        return self._clock()
+
+    def _observe(self, event_time: float) -> None:
+        if event_time > self._event_clock:
+            self._event_clock = event_time
+            self._event_wall = self._clock()
+
+    def expiry_clock(self) -> float:
+        """The stream's clock for the join TTL (see the module docstring)."""
+        wall = self._clock()
+        if self._event_clock == float("-inf"):
+            return wall
+        return min(wall, self._event_clock + max(0.0, wall - self._event_wall))
+
+    # -- the Backend of the HTTP app -----------------------------------------
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry
+
+    def ingest(self, headers: Mapping[str, str], body: bytes, arrival: float) -> Problem | None:
+        position = SourcePosition(HTTP_TOPIC, 0, next(self._http_seq))
+        item = decode_http(headers, body, arrival, position)
+        if isinstance(item, DecodeError):
+            self._invalid(item)
+            return item
+        self._process(item)
+        return None
+
+    def models(self, window: str | None) -> list[dict[str, Any]]:
+        name = self._window_name(window)
+        now = self.now()
+        out = []
+        for key in self.engine.model_keys():
+            counters = self.engine.model_counters(key)
+            out.append(
+                {
+                    **_labels(key),
+                    "responses": counters.responses,
+                    "labelled_responses": counters.labelled,
+                    "label_coverage": (
+                        min(1.0, counters.labelled / counters.responses)
+                        if counters.responses
+                        else None
+                    ),
+                    "last_feedback_time": counters.last_feedback_time,
+                    "windows": [spec.name for spec in self.engine.specs],
+                    "current": _current(name, self.engine.metrics(key, name, now)),
+                }
+            )
+        return out
+
+    def metrics_document(self, windows: Sequence[str] | None) -> dict[str, Any]:
+        if windows is not None:
+            for name in windows:
+                self._window_name(name)
+        return self.engine.report(self.now(), windows)
+
+    def history(self, window: str | None) -> dict[str, Any]:
+        name = self._window_name(window)
+        index = [spec.name for spec in self.engine.specs].index(name)
+        return {
+            "window": name,
+            "windows": [spec.name for spec in self.engine.specs],
+            "interval_s": self.settings.tick_interval_s,
+            "models": [
+                {
+                    **_labels(key),
+                    "points": [[t, values[index]] for t, values in series.points],
+                }
+                for key, series in sorted(self._series.items())
+            ],
+        }
+
+    def readiness(self) -> Readiness:
+        checks = {"http": self._runner is not None}
+        if self.kafka is not None:
+            checks["kafka_assigned"] = self.kafka.assigned_once.is_set()
+        if self.repartitioner is not None:
+            checks["repartition_assigned"] = self.repartitioner.source.assigned_once.is_set()
+        if self._history is not None:
+            checks["history_loaded"] = bool(self._history.progress.ready)
+        return Readiness(all(checks.values()) and not self._stopped, checks)
+
+    def _window_name(self, window: str | None) -> str:
+        names = [spec.name for spec in self.engine.specs]
+        if window is None or window == "":
+            timed = [s.name for s in self.engine.specs if s.kind is WindowKind.TIME]
+            return timed[0] if timed else names[0]
+        if window not in names:
+            raise ValueError(f"no window {window!r}; this processor keeps {names}")
+        return window
+
+    # -- processing ----------------------------------------------------------
+
+    def _process(self, event: Event) -> None:
+        self._observe(event.time)
+        if self._overlap is not None and self._overlap.is_duplicate(event):
+            return
+        self.engine.process_event(event)
+
+    def _dead_lettered(self, error: DecodeError) -> None:
+        self._invalid(error)
+        self.metrics.on_dead_letter(error.code)
+
+    def _invalid(self, error: DecodeError) -> None:
+        self.engine.process_event(error)
+        self.metrics.on_invalid(error)
+
+    def _process_history(self, item: Event | DecodeError) -> None:
+        if isinstance(item, DecodeError):
+            self._invalid(item)
+            return
+        self._observe(item.time)
+        self.engine.process_event(item)
+
+    # The Kafka source's BatchHandler ------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return self.engine.pending
+
+    async def apply(self, records: Sequence[Record]) -> None:
+        for record in records:
+            position = SourcePosition(record.topic, record.partition, record.offset)
+            item = decode_kafka_record(record.headers, record.value, record.timestamp, position)
+            if isinstance(item, DecodeError):
+                self._invalid(item)
+                if self.dlq is not None:
+                    await self.dlq.send(
+                        key=record.key,
+                        value=record.value,
+                        headers=list(record.headers),
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        reason=item.code,
+                        error=item.reason,
+                    )
+                    self.metrics.on_dead_letter(item.code)
+            else:
+                self._process(item)
+        if self.dlq is not None:
+            await self.dlq.flush()
+
+    def _state_name(self, key: StateKey) -> str:
+        if key == ALL_PARTITIONS:
+            return f"{self.settings.kafka_group_id}-all"
+        return f"{self.settings.kafka_group_id}-{key[0]}-{key[1]}"
+
+    async def assign(self, committed: Mapping[TopicPartition, int | None]) -> None:
+        store = self.checkpoints
+        if store is None:
+            return
+        now = self._clock()
+        if self.engine.route == "partition":
+            for tp, offset in committed.items():
+                key = (tp.topic, tp.partition)
+                self.engine.revoke(key)
+                if offset is None:
+                    continue
+                checkpoint = store.usable(
+                    self._state_name(key), {key: offset}, now, self.engine.ttl
+                )
+                if checkpoint is not None:
+                    self.engine.restore(key, checkpoint.state)
+                    _log.info("restored %s/%d at offset %d", tp.topic, tp.partition, offset)
+            return
+        if ALL_PARTITIONS in self.engine.states:
+            return  # routed by puid, the state is this process's; it stays
+        name = self._state_name(ALL_PARTITIONS)
+        checkpoint = store.load(name)
+        if checkpoint is None:
+            return
+        wanted = {
+            (tp.topic, tp.partition): offset
+            for tp, offset in committed.items()
+            if (tp.topic, tp.partition) in checkpoint.offsets and offset is not None
+        }
+        usable = store.usable(name, wanted, now, self.engine.ttl)
+        if usable is not None:
+            self.engine.restore(ALL_PARTITIONS, usable.state)
+            _log.info("restored the state of %d partitions", len(wanted))
+
+    async def revoke(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        store = self.checkpoints
+        now = self._clock()
+        if self.engine.route == "partition":
+            for tp, offset in positions.items():
+                key = (tp.topic, tp.partition)
+                if store is not None and offset is not None and key in self.engine.states:
+                    store.save(self._state_name(key), {key: offset}, self.engine.snapshot(key), now)
+                self.engine.revoke(key)
+            return
+        if store is not None and ALL_PARTITIONS in self.engine.states and self.kafka is not None:
+            offsets = dict(self.kafka.positions())
+            offsets.update(
+                {(tp.topic, tp.partition): o for tp, o in positions.items() if o is not None}
+            )
+            store.save(
+                self._state_name(ALL_PARTITIONS),
+                offsets,
+                self.engine.snapshot(ALL_PARTITIONS),
+                now,
+            )
+
+    def _lag(self) -> Mapping[tuple[str, int], int]:
+        return self.kafka.lag() if self.kafka is not None else {}
+
+    # -- the ticker ------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Expire joins, advance windows, sample the page's series: one wall-clock step."""
+        now = self._clock()
+        self.metrics.on_expired(self.engine.expire(self.expiry_clock()))
+        self.engine.advance(now)
+        if self._overlap is not None:
+            self._overlap.expire(self.expiry_clock())
+        if now - self._last_sample >= self.settings.tick_interval_s:
+            self._last_sample = now
+            self._sample(now)
+
+    def _sample(self, now: float) -> None:
+        for key in self.engine.model_keys():
+            if not self.guard.admits(key):
+                continue
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series(self.settings.history_points)
+            values = tuple(
+                self.engine.metrics(key, spec.name, now).accuracy for spec in self.engine.specs
+            )
+            series.points.append((now, values))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_interval_s)
+            try:
+                self.tick()
+            except Exception:
+                _log.exception("tick failed")
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start HTTP, load history, start the sink and the Kafka source."""
+        s = self.settings
+        app = create_app(self, ingest=s.http_ingest, max_body=s.http_max_body)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, s.http_host, s.http_port)
+        await site.start()
+        self._runner = runner
+        self.http_port = _bound_port(runner, s.http_port)
+        _log.info("HTTP on %s:%d", s.http_host, self.http_port)
+        self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
+        if s.history.enabled or s.es.sink_enabled:
+            await self._start_elasticsearch()
+        if s.kafka_enabled:
+            if s.dlq_topic:
+                self.dlq = DeadLetterQueue(s)
+                await self.dlq.start()
+            processed = s
+            if s.repartition_topic:
+                self.repartitioner = Repartitioner(s, self.dlq, on_invalid=self._dead_lettered)
+                await self.repartitioner.start()
+                self._tasks.append(
+                    asyncio.create_task(self.repartitioner.run(), name="repartition")
+                )
+                processed = s.model_copy(
+                    update={"kafka_topics": [s.repartition_topic], "kafka_topic_pattern": ""}
+                )
+            self.kafka = KafkaSource(processed, self)
+            await self.kafka.start()
+            self._tasks.append(asyncio.create_task(self.kafka.run(), name="kafka"))
+
+    async def _start_elasticsearch(self) -> None:
+        from feedback_stream.es._client import create_client
+        from feedback_stream.es.history import HistoryBootstrap
+        from feedback_stream.es.overlap import HistoryOverlap
+        from feedback_stream.es.sink import OutcomeSink
+
+        s = self.settings
+        self._es_client = create_client(s.es)
+        if s.es.sink_enabled:
+            sink = OutcomeSink(self._es_client, s.es)
+            self.engine.add_outcome_listener(sink.on_outcomes)
+            self.engine.add_result_listener(sink.on_result)
+            await sink.start()
+            self._sink = sink
+        if s.history.enabled:
+            self._overlap = HistoryOverlap(forget_after=self._clock() + s.ttl_s)
+            self._history = HistoryBootstrap(
+                self._es_client,
+                s.history,
+                hosts=s.es.hosts_text,
+                time_basis=s.time_basis,
+                join_ttl_s=s.ttl_s,
+                overlap=self._overlap,
+            )
+            await self._history.run(self._process_history)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to shut down (safe from a signal handler)."""
+        self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit, checkpoint, flush and close; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.repartitioner is not None:
+            self.repartitioner.stop()
+        if self.kafka is not None:
+            self.kafka.stop()
+        for task in self._tasks:
+            if task.get_name() not in ("kafka", "repartition"):
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.repartitioner is not None:
+            await self.repartitioner.close()
+        if self.dlq is not None:
+            await self.dlq.stop()
+        if self._sink is not None:
+            await self._sink.stop()
+        if self._es_client is not None:
+            await self._es_client.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT (Ctrl-C) request a graceful stop while inside."""
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+                handled.append(sig)
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    async def serve(self) -> None:
+        """Wait until a stop is requested or a source ends (a fatal error, logged)."""
+        waiter = asyncio.create_task(self._stop_requested.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, *self._tasks}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is not waiter and not task.cancelled() and task.exception() is not None:
+                    _log.error("%s failed: %r", task.get_name(), task.exception())
+        finally:
+            waiter.cancel()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT (or :meth:`request_stop`), then stop."""
+        with self.stop_on_signals():
+            try:
+                await self.start()
+                await self.serve()
+            finally:
+                await self.stop()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+def _labels(key: ModelKey) -> dict[str, str]:
+    return {
+        "namespace": key.namespace,
+        "deployment": key.deployment,
+        "predictor": key.predictor,
+        "model": key.model,
+    }
+
+
+def _current(window: str, m: WindowMetrics) -> dict[str, Any]:
+    averages = []
+    total_support = sum(c.support for c in m.per_class.values())
+    for name, prf in (("macro", m.macro), ("micro", m.micro), ("weighted", m.weighted)):
+        if prf is not None:
+            averages.append(
+                {
+                    "average": name,
+                    "precision": prf[0],
+                    "recall": prf[1],
+                    "f1": prf[2],
+                    "support": total_support,
+                }
+            )
+    return {
+        "window": window,
+        "outcomes": m.outcomes,
+        "known": m.known,
+        "correct": m.correct,
+        "accuracy": m.accuracy,
+        "accuracy_ci": list(m.accuracy_ci95) if m.accuracy_ci95 is not None else None,
+        "classes": [
+            {
+                "class": label,
+                "precision": c.precision,
+                "recall": c.recall,
+                "f1": c.f1,
+                "support": c.support,
+            }
+            for label, c in m.per_class.items()
+        ],
+        "averages": averages,
+    }
+
+
+# -- the command line ---------------------------------------------------------
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stderr, as a container's log collector wants it."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load_settings(args: argparse.Namespace, command: str, **overrides: Any) -> Settings | None:
+    """Settings from flags and environment; prints the problems and returns None if invalid."""
+    try:
+        return settings_from_args(args, **overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"feedback-stream {command}: {where}: {error['msg']}", file=sys.stderr)
+        return None
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    settings = load_settings(args, "run")
+    if settings is None:
+        return 2
+    configure_logging(settings.log_level)
+    asyncio.run(Service(settings).run())
+    return 0
+
+
+def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``feedback-stream run``: the service; every setting is a flag and a variable."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the streaming processor (Kafka and/or HTTP CloudEvents in, /metrics out)",
+        description=(
+            "Consume Seldon / KServe request, response and feedback CloudEvents from Kafka "
+            "and/or HTTP, join them by puid and serve sliding-window metrics on /metrics, "
+            "/api/v1 and a live page. Flags override FEEDBACK_STREAM_* variables."
+        ),
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=_run_command)

@@ -1,0 +1,318 @@
+"""The service's configuration: one pydantic-settings model, three spellings.
+
+Every field is read, in order of precedence, from a CLI flag
+(``--kafka-bootstrap-servers``), an environment variable
+(``FEEDBACK_STREAM_KAFKA_BOOTSTRAP_SERVERS``) and its default. The flags are
+generated from the fields (:func:`add_arguments`), so the README's table, the
+environment and ``--help`` cannot drift apart. List fields take a comma
+separated string in both places (``5m,1h,1000``), because that is what people
+type into a Kubernetes manifest; JSON lists are accepted too.
+
+Nested models (the Elasticsearch history settings, when that package is
+present) use ``__`` in the environment (``FEEDBACK_STREAM_ES__URL``) and a
+``-`` joined prefix on the command line (``--es-url``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+import typing
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
+
+__all__ = [
+    "ENV_PREFIX",
+    "SecurityProtocol",
+    "Settings",
+    "TimeBasis",
+    "add_arguments",
+    "env_table",
+    "markdown_table",
+    "settings_from_args",
+]
+
+ENV_PREFIX = "FEEDBACK_STREAM_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"]
+TimeBasis = Literal["feedback", "request"]
+Route = Literal["puid", "partition"]
+OffsetReset = Literal["earliest", "latest"]
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything ``feedback-stream run`` and ``demo`` can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # -- Kafka source ------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "", description="Kafka bootstrap servers, comma separated; empty: no Kafka source"
+    )
+    kafka_topics: CommaList = Field(
+        default_factory=lambda: ["seldon"], description="topics to consume, comma separated"
+    )
+    kafka_topic_pattern: str = Field(
+        "", description="regex of topics to consume; overrides kafka_topics when set"
+    )
+    kafka_group_id: str = Field("feedback-stream", description="consumer group id")
+    kafka_client_id: str = Field("feedback-stream", description="client id sent to the broker")
+    kafka_auto_offset_reset: OffsetReset = Field(
+        "earliest", description="where a group without committed offsets starts"
+    )
+    kafka_max_batch: int = Field(500, ge=1, description="records per getmany batch, at most")
+    kafka_poll_timeout_ms: int = Field(200, ge=1, description="getmany wait for records, ms")
+    kafka_max_pending: int = Field(
+        200_000,
+        ge=1,
+        description="pending joins (puids) above which partitions are paused (backpressure)",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "PLAIN", description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, GSSAPI or OAUTHBEARER"
+    )
+    kafka_sasl_username: str = Field("", description="SASL username")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password")
+    kafka_ssl_cafile: str = Field("", description="CA bundle (PEM) that signs the brokers")
+    kafka_ssl_certfile: str = Field("", description="client certificate (PEM) for mutual TLS")
+    kafka_ssl_keyfile: str = Field("", description="client key (PEM) for mutual TLS")
+    kafka_ssl_password: SecretStr = Field(SecretStr(""), description="password of the client key")
+    kafka_ssl_check_hostname: bool = Field(True, description="verify the brokers' host names")
+    repartition_topic: str = Field(
+        "",
+        description="re-key the topics' records by puid into this topic and process that "
+        "(route=partition), so a group of processors joins Seldon's unkeyed records",
+    )
+    dlq_topic: str = Field(
+        "", description="dead-letter topic for invalid records; empty: count them only"
+    )
+
+    # -- HTTP ------------------------------------------------------------
+    http_host: str = Field("0.0.0.0", description="address the HTTP server listens on")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0: any free port)")
+    http_ingest: bool = Field(
+        True, description="accept CloudEvents on POST / and /events (sidecar, Knative)"
+    )
+    http_max_body: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest CloudEvent body accepted, bytes"
+    )
+
+    # -- state and metrics -----------------------------------------------
+    windows: CommaList = Field(
+        default_factory=lambda: ["total", "5m", "1h", "1000"],
+        description="metric windows: total, a width (30s, 5m, 1h) or a count (1000)",
+    )
+    ttl_s: float = Field(
+        3600.0, gt=0, description="seconds an unmatched event waits for its partner"
+    )
+    route: Route = Field(
+        "puid",
+        description="puid: one state joins every partition this processor reads (Seldon's "
+        "unkeyed records); partition: a state per partition, for topics keyed by puid "
+        "(several processors in one group)",
+    )
+    time_basis: TimeBasis = Field(
+        "feedback", description="an outcome's time: its feedback's or its request's"
+    )
+    tick_interval_s: float = Field(
+        1.0, gt=0, description="wall-clock tick that moves windows and expires joins"
+    )
+    class_allowlist: CommaList = Field(
+        default_factory=list,
+        description="classes exported as `class` labels; empty: any, up to max_classes",
+    )
+    max_classes: int = Field(
+        50, ge=1, description="per-model cap on distinct `class` label values (cardinality)"
+    )
+    max_models: int = Field(
+        1000, ge=1, description="cap on model label sets exported (cardinality)"
+    )
+    history_points: int = Field(
+        600, ge=2, description="accuracy samples per model kept for the live page's chart"
+    )
+    state_dir: str = Field(
+        "",
+        description="folder for per-partition state checkpoints taken on revoke and shutdown, "
+        "restored on assignment within ttl_s; empty: none",
+    )
+    log_level: str = Field("INFO", description="Python log level")
+
+    # -- Elasticsearch (the ES engineer's models) ------------------------
+    es: ElasticsearchSettings = Field(
+        default_factory=ElasticsearchSettings, description="Elasticsearch connection and sink"
+    )
+    history: HistorySettings = Field(
+        default_factory=HistorySettings, description="history bootstrap from the request logger"
+    )
+
+    @field_validator("kafka_topics", "windows", "class_allowlist", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Accept ``a,b`` as well as a JSON list, from the environment and the CLI."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def kafka_enabled(self) -> bool:
+        """Whether a Kafka source runs: it is optional, HTTP ingest alone is a service."""
+        return bool(self.kafka_bootstrap_servers.strip())
+
+    def kafka_security_kwargs(self) -> dict[str, Any]:
+        """The aiokafka keyword arguments for the configured security protocol."""
+        kwargs: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile or None,
+                certfile=self.kafka_ssl_certfile or None,
+                keyfile=self.kafka_ssl_keyfile or None,
+                password=self.kafka_ssl_password.get_secret_value() or None,
+            )
+            kwargs["ssl_context"].check_hostname = self.kafka_ssl_check_hostname
+        if self.kafka_security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kwargs["sasl_plain_username"] = self.kafka_sasl_username or None
+            kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value() or None
+        return kwargs
+
+
+# -- the command line ------------------------------------------------------
+
+
+_ALIASES: dict[str, tuple[str, ...]] = {"http_port": ("--port",)}
+"""Short flags people type most, besides the generated ones."""
+
+
+def _flag(prefix: str, name: str) -> str:
+    return "--" + (prefix + name).replace("_", "-")
+
+
+def _dest(prefix: str, name: str) -> str:
+    return "fs__" + (prefix + name).replace("-", "_")
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _strip_optional(annotation: object) -> object:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _add_model(
+    parser: argparse._ArgumentGroup | argparse.ArgumentParser,
+    model: type[BaseModel],
+    prefix: str,
+    env: str,
+) -> None:
+    for name, field in model.model_fields.items():
+        annotation = _strip_optional(field.annotation)
+        if _is_model(annotation):
+            nested = typing.cast(type[BaseModel], annotation)
+            _add_model(parser, nested, f"{prefix}{name}_", f"{env}{name}__")
+            continue
+        env_name = (env + name).upper()
+        help_text = f"{field.description or name} (env {env_name})"
+        kwargs: dict[str, Any] = {"dest": _dest(prefix, name), "default": argparse.SUPPRESS}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = name.upper()
+            choices = get_args(annotation) if get_origin(annotation) is Literal else ()
+            if choices:
+                kwargs["choices"] = list(choices)
+        flags = [_flag(prefix, name), *_ALIASES.get(prefix + name, ())]
+        parser.add_argument(*flags, help=help_text, **kwargs)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per settings field; values given override the environment."""
+    group = parser.add_argument_group("settings (flags override FEEDBACK_STREAM_* variables)")
+    _add_model(group, Settings, "", ENV_PREFIX)
+
+
+def _nest(values: dict[str, Any], model: type[BaseModel], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        annotation = _strip_optional(field.annotation)
+        if _is_model(annotation):
+            inner = _nest(values, typing.cast(type[BaseModel], annotation), f"{prefix}{name}_")
+            if inner:
+                out[name] = inner
+        elif _dest(prefix, name) in values:
+            out[name] = values[_dest(prefix, name)]
+    return out
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """Build the settings from parsed flags, the environment and the defaults."""
+    given = {key: value for key, value in vars(args).items() if key.startswith("fs__")}
+    values = _nest(given, Settings, "")
+    values.update(overrides)
+    return Settings(**values)
+
+
+def env_table() -> list[tuple[str, str, str, str]]:
+    """(env var, flag, default, description) rows: the README table is made from these."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str, env: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = _strip_optional(field.annotation)
+            if _is_model(annotation):
+                walk(typing.cast(type[BaseModel], annotation), f"{prefix}{name}_", f"{env}{name}__")
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, SecretStr) or default is None:
+                shown = ""
+            elif isinstance(default, bool):
+                shown = str(default).lower()
+            elif isinstance(default, list):
+                shown = ",".join(str(item) for item in default)
+            else:
+                shown = str(default)
+            rows.append(((env + name).upper(), _flag(prefix, name), shown, field.description or ""))
+
+    walk(Settings, "", ENV_PREFIX)
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated so that it cannot drift from the model."""
+    lines = [
+        "| environment variable | flag | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for env, flag, default, description in env_table():
+        shown = f"`{default}`" if default else ""
+        meaning = description.replace("|", "\\|")
+        lines.append(f"| `{env}` | `{flag}` | {shown} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,0 +1,95 @@
+"""``feedback-stream replay`` as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from feedback_stream.cli import build_parser, main
+from tests.test_replay import seed_records
+
+
+@pytest.fixture
+def seed_file(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.jsonl"
+    path.write_bytes(b"\n".join(seed_records("t:0")) + b"\n")
+    return path
+
+
+def test_replay_json_reports_every_window_as_named(
+    seed_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["replay", str(seed_file), "--window", "total", "--window", "5s", "--window", "10"])
+    assert code == 0
+    document = orjson.loads(capsys.readouterr().out)
+    model = document["models"][0]
+    assert list(model["windows"]) == ["total", "5s", "10"]
+    assert model["windows"]["total"]["accuracy"] == 46 / 63
+    assert model["windows"]["10"]["outcomes"] == 10
+    assert model["windows"]["5s"]["outcomes"] == 63
+    assert (model["namespace"], model["deployment"], model["predictor"], model["model"]) == (
+        "seldon",
+        "sklearn",
+        "default",
+        "irisclassifier-default",
+    )
+    assert document["events"]["feedback"] == 63
+
+
+def test_replay_request_time_and_ttl(seed_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["replay", str(seed_file), "--time", "request", "--window", "9s", "--ttl", "5s"]) == 0
+    )
+    document = orjson.loads(capsys.readouterr().out)
+    # Feedback comes 10 s after the first prediction: with a 5 s TTL the early ones expired.
+    assert document["events"]["expired"]["response"] > 0
+    assert document["models"][0]["windows"]["9s"]["outcomes"] < 63
+
+
+def test_replay_table(seed_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(seed_file), "--output", "table", "--window", "total"]) == 0
+    out = capsys.readouterr().out
+    assert "seldon/sklearn/default/irisclassifier-default" in out
+    assert "0.7302" in out
+    assert "events: request=100" in out
+
+
+def test_invalid_lines_go_to_stderr_and_strict_makes_them_fatal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(seed_records("t:2")[0] + b"\nnot json\n")
+    assert main(["replay", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert f"{path}:line 2: bad_record" in captured.err
+    assert orjson.loads(captured.out)["events"]["invalid"] == 1
+    assert main(["replay", str(path), "--strict"]) == 1
+    assert "--strict" in capsys.readouterr().err
+
+
+def test_missing_input_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(tmp_path / "nope.jsonl")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["replay", "x", "--window", "5x"], ["replay", "x", "--ttl", "soon"], []]
+)
+def test_bad_arguments_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+
+
+def test_console_script_reads_stdin(seed_file: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "feedback_stream.cli", "replay", "-", "--output", "json"],
+        input=seed_file.read_bytes(),
+        capture_output=True,
+        check=True,
+    )
+    assert orjson.loads(completed.stdout)["events"]["response"] == 100

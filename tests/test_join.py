@@ -1,0 +1,197 @@
+"""The join store, as tables of events and what each one must do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from feedback_stream.events import Event, EventKind, ModelKey
+from feedback_stream.join import EventStatus, JoinResult, JoinStore, identity_hash
+from feedback_stream.outcomes import TimeBasis
+
+A = ModelKey("ns", "dep", "default", "a")
+B = ModelKey("ns", "dep", "default", "b")
+SHADOW = ModelKey("ns", "dep", "shadow", "a")
+ANY = ModelKey("ns", "dep", "", "")
+
+_ids = iter(range(1_000_000))
+
+
+def response(puid: str, time: float, classes: tuple[str, ...], key: ModelKey = A) -> Event:
+    return Event(EventKind.RESPONSE, puid, key, time, ("resp", str(next(_ids))), classes=classes)
+
+
+def feedback(
+    puid: str,
+    time: float,
+    truth: tuple[str, ...] | None = None,
+    reward: float | None = None,
+    key: ModelKey = ANY,
+    ident: str | None = None,
+) -> Event:
+    identity = ("fb", ident if ident is not None else str(next(_ids)))
+    return Event(EventKind.FEEDBACK, puid, key, time, identity, classes=truth, reward=reward)
+
+
+def request(puid: str, time: float, key: ModelKey = A) -> Event:
+    return Event(EventKind.REQUEST, puid, key, time, ("req", str(next(_ids))))
+
+
+def summary(result: JoinResult) -> dict[str, Any]:
+    return {
+        "status": result.status.value,
+        "retracted": [(o.key.model, o.row, o.truth, o.correct) for o in result.retracted],
+        "applied": [(o.key.model, o.row, o.truth, o.correct) for o in result.applied],
+    }
+
+
+def test_feedback_before_response_joins_when_the_response_comes() -> None:
+    store = JoinStore()
+    assert summary(store.add(feedback("p", 2.0, truth=("x",)))) == {
+        "status": "accepted",
+        "retracted": [],
+        "applied": [],
+    }
+    result = store.add(response("p", 1.0, ("x",)))
+    assert summary(result)["applied"] == [("a", 0, "x", True)]
+    assert result.labelled == [(A, 1.0)]
+
+
+def test_the_same_event_twice_counts_once() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x",)))
+    first = feedback("p", 2.0, reward=1.0, ident="same")
+    assert len(store.add(first).applied) == 1
+    again = store.add(feedback("p", 2.0, reward=1.0, ident="same"))
+    assert again.status is EventStatus.DUPLICATE
+    assert again.applied == again.retracted == []
+
+
+def test_latest_feedback_time_wins_and_a_late_older_one_changes_nothing() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x", "y")))
+    store.add(feedback("p", 5.0, truth=("x", "x")))
+    newer = store.add(feedback("p", 9.0, truth=("y", "y")))
+    assert newer.status is EventStatus.AMENDED
+    assert summary(newer)["retracted"] == [("a", 0, "x", True), ("a", 1, "x", False)]
+    assert summary(newer)["applied"] == [("a", 0, "y", False), ("a", 1, "y", True)]
+    older = store.add(feedback("p", 7.0, truth=("x", "y")))
+    assert summary(older) == {"status": "accepted", "retracted": [], "applied": []}
+
+
+def test_equal_times_tie_break_by_arrival() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x",)))
+    store.add(feedback("p", 5.0, truth=("x",)))
+    tie = store.add(feedback("p", 5.0, truth=("z",)))
+    assert summary(tie)["applied"] == [("a", 0, "z", False)]
+
+
+def test_feedback_naming_a_model_joins_only_that_response() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x",), key=A))
+    store.add(response("p", 1.0, ("y",), key=B))
+    store.add(response("p", 1.0, ("x",), key=SHADOW))
+    named = store.add(feedback("p", 2.0, truth=("x",), key=ModelKey("ns", "dep", "default", "b")))
+    assert summary(named)["applied"] == [("b", 0, "x", False)]
+    by_predictor = store.add(
+        feedback("p", 3.0, reward=1.0, key=ModelKey("ns", "dep", "shadow", ""))
+    )
+    assert [(o.key, o.correct) for o in by_predictor.applied] == [(SHADOW, True)]
+    everyone = store.add(feedback("p", 4.0, reward=0.0))
+    assert sorted(o.key.model + o.key.predictor for o in everyone.applied) == [
+        "adefault",
+        "ashadow",
+        "bdefault",
+    ]
+    assert len(everyone.retracted) == 2
+
+
+def test_row_mismatch_is_an_invalid_pair_reported_once() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x", "y")))
+    result = store.add(feedback("p", 2.0, truth=("x",)))
+    assert result.applied == []
+    assert [e.code for e in result.errors] == ["row_mismatch"]
+    assert "1 truth rows" in result.errors[0].reason
+    assert store.add(feedback("p", 3.0, reward=1.0)).errors == []
+
+
+def test_a_mismatched_amendment_leaves_the_valid_outcome() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x",)))
+    store.add(feedback("p", 2.0, truth=("x",)))
+    result = store.add(feedback("p", 3.0, truth=("x", "y")))
+    assert result.retracted == result.applied == []
+    assert [e.code for e in result.errors] == ["row_mismatch"]
+
+
+def test_first_response_per_model_wins() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("x",)))
+    store.add(response("p", 0.5, ("y",)))
+    result = store.add(feedback("p", 2.0, reward=1.0))
+    assert [o.predicted for o in result.applied] == ["x"]
+
+
+def test_conflict_is_reported_per_pair() -> None:
+    store = JoinStore()
+    store.add(response("p", 1.0, ("t:2",)))
+    result = store.add(feedback("p", 2.0, truth=("t:2",), reward=0.0))
+    assert result.conflicts == [A]
+    assert [o.correct for o in result.applied] == [True]
+
+
+def test_request_time_basis_uses_the_request_and_retimes_when_it_comes_late() -> None:
+    store = JoinStore(time_basis=TimeBasis.REQUEST)
+    store.add(response("p", 10.0, ("x",)))
+    first = store.add(feedback("p", 20.0, reward=1.0))
+    assert [o.time for o in first.applied] == [10.0]
+    late = store.add(request("p", 9.0))
+    assert [o.time for o in late.retracted] == [10.0]
+    assert [(o.time, o.request_time) for o in late.applied] == [(9.0, 9.0)]
+    assert late.status is EventStatus.ACCEPTED
+    other = store.add(request("p", 8.0, key=B))
+    assert other.applied == []  # a request of the same model is preferred
+
+
+def test_expiry_counts_the_parts_that_never_joined() -> None:
+    store = JoinStore(ttl=10.0)
+    store.add(request("lonely", 0.0))
+    store.add(response("lonely", 0.5, ("x",)))
+    store.add(feedback("orphan", 1.0, reward=1.0))
+    store.add(response("joined", 1.0, ("x",)))
+    store.add(feedback("joined", 2.0, reward=1.0))
+    assert store.pending == 3
+    assert store.expire(10.5) == {
+        EventKind.REQUEST: 0,
+        EventKind.RESPONSE: 0,
+        EventKind.FEEDBACK: 0,
+    }
+    expired = store.expire(12.5)
+    assert expired == {EventKind.REQUEST: 1, EventKind.RESPONSE: 1, EventKind.FEEDBACK: 1}
+    assert store.pending == 0
+
+
+def test_every_event_extends_the_deadline_and_within_ttl_is_inclusive() -> None:
+    store = JoinStore(ttl=10.0)
+    store.add(response("p", 0.0, ("x",)))
+    store.add(request("p", 8.0))
+    assert sum(store.expire(15.0).values()) == 0
+    store.expire(18.0)
+    assert store.pending == 1
+    assert len(store.add(feedback("p", 18.0, reward=1.0)).applied) == 1
+
+
+def test_ttl_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        JoinStore(ttl=0)
+
+
+def test_identity_hash_is_stable() -> None:
+    assert identity_hash(("io.seldon.serving.feedback", "abc")) == identity_hash(
+        ("io.seldon.serving.feedback", "abc")
+    )
+    assert identity_hash(("a", "bc")) != identity_hash(("ab", "c"))
+    assert identity_hash(("x",)) == 0x8CDC1683 << 32 | 0x00790079

@@ -1,0 +1,160 @@
+"""The live page in headless Chromium: the chart has both predictors' lines, the table data.
+
+Chromium is Debian's package (``scripts/install-chromium.sh``). The page
+polls the processor's own API; ``--virtual-time-budget`` lets its scripts
+and fetches finish before the screenshot. The PNG is decoded here with
+zlib (no imaging library) and the chart area searched for the two series'
+colours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from feedback_stream.demo.traffic import DemoConfig, IrisTraffic
+from tests._processor import running, settings
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTH, HEIGHT = 1200, 900
+DEFAULT_BLUE = (0x09, 0x69, 0xDA)  # COLORS[0] in page.js: the first series (default)
+SHADOW_RED = (0xCF, 0x22, 0x2E)  # COLORS[1]: the second series (shadow)
+CHART_TOP, CHART_BOTTOM = 90, 380  # the first deployment's chart in a 1200x900 window
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "install-chromium.sh")], check=True)
+        found = shutil.which("chromium")
+    assert found is not None, "scripts/install-chromium.sh did not install chromium"
+    return found
+
+
+async def _chromium_run(url: str, profile: Path, *mode: str) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        "--virtual-time-budget=5000",
+        *mode,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0
+    return stdout
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
+    """(width, height, rows of RGB bytes) of an 8-bit RGB/RGBA, non-interlaced PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    width = height = channels = 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert (depth, interlace) == (8, 0)
+            assert colour in (2, 6)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    rows: list[bytes] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        method, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up = previous[i]
+            corner = previous[i - channels] if i >= channels else 0
+            if method == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif method == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif method == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif method == 4:
+                line[i] = (line[i] + _paeth(left, up, corner)) & 0xFF
+        previous = line
+        rgb = bytes(line) if channels == 3 else bytes(b for j, b in enumerate(line) if j % 4 != 3)
+        rows.append(rgb)
+    return width, height, rows
+
+
+def _count_colour(rows: list[bytes], colour: tuple[int, int, int], top: int, bottom: int) -> int:
+    count = 0
+    for row in rows[top:bottom]:
+        for x in range(0, len(row), 3):
+            r, g, b = row[x], row[x + 1], row[x + 2]
+            if abs(r - colour[0]) + abs(g - colour[1]) + abs(b - colour[2]) < 60:
+                count += 1
+    return count
+
+
+async def test_the_page_draws_default_and_shadow_accuracy(tmp_path: Path) -> None:
+    traffic = IrisTraffic(DemoConfig(n_requests=60, seed=2))
+    config = settings(windows=["total", "1m"], tick_interval_s=0.05)
+    async with running(config) as (_, url), aiohttp.ClientSession() as http:
+        for scheduled in traffic.schedule():
+            async with http.post(
+                f"{url}/", headers=scheduled.event.http_headers(), data=scheduled.event.body
+            ) as reply:
+                assert reply.status == 202
+            await asyncio.sleep(0.005)  # spread the outcomes over several ticks
+        await asyncio.sleep(0.5)
+        shot = tmp_path / "page.png"
+        await _chromium_run(f"{url}/", tmp_path / "profile", f"--screenshot={shot}")
+        dom = (await _chromium_run(f"{url}/", tmp_path / "profile2", "--dump-dom")).decode()
+
+    width, height, rows = decode_png(shot.read_bytes())
+    assert (width, height) == (WIDTH, HEIGHT)
+    blue = _count_colour(rows, DEFAULT_BLUE, CHART_TOP, CHART_BOTTOM)
+    red = _count_colour(rows, SHADOW_RED, CHART_TOP, CHART_BOTTOM)
+    assert blue > 300, f"the default predictor's line is missing ({blue} px)"
+    assert red > 300, f"the shadow predictor's line is missing ({red} px)"
+    background = sum(
+        1
+        for row in rows[CHART_TOP:CHART_BOTTOM]
+        for x in range(0, len(row), 3)
+        if row[x : x + 3] == b"\xff\xff\xff"
+    )
+    chart_pixels = (CHART_BOTTOM - CHART_TOP) * WIDTH
+    assert background < chart_pixels, "the chart area is blank"
+
+    assert 'data-deployment="seldon/iris-perf"' in dom
+    assert 'data-series="default / classifier"' in dom
+    assert 'data-series="shadow / classifier"' in dom
+    for text in ("precision", "recall", "F1", "label coverage", "setosa", "macro avg"):
+        assert text in dom

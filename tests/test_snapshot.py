@@ -1,0 +1,54 @@
+"""A partition's state survives bytes: restored, it reports and continues as the original."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feedback_stream.engine import ALL_PARTITIONS, Engine
+from feedback_stream.partition import PartitionState
+from feedback_stream.replay import replay
+from feedback_stream.snapshot import SnapshotError, dumps, loads
+from feedback_stream.windows import WindowSpec
+from tests._oracle import Stream, streams
+
+WINDOWS = ("total", "30s", "3")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams(), cut=st.floats(0.0, 1.0), basis=st.sampled_from(["feedback", "request"]))
+def test_round_trip_then_continue_equals_never_stopping(
+    stream: Stream, cut: float, basis: str
+) -> None:
+    lines = stream.lines()
+    split = int(len(lines) * cut)
+    original = Engine(WINDOWS, ttl=60.0, time_basis=basis)
+    replay(lines[:split], original)
+    data = original.snapshot(ALL_PARTITIONS)
+    restored = Engine(WINDOWS, ttl=60.0, time_basis=basis)
+    restored.restore(ALL_PARTITIONS, data)
+    assert restored.report(original.clock) == original.report(original.clock)
+    end = replay(lines[split:], original)
+    replay(lines[split:], restored)
+    assert restored.report(end.clock) == original.report(end.clock)
+
+
+def test_restore_with_different_windows_keeps_the_common_ones() -> None:
+    state = PartitionState([WindowSpec.parse("total"), WindowSpec.parse("5")])
+    restored = loads(dumps(state), windows=[WindowSpec.parse("total"), WindowSpec.parse("1h")])
+    assert [s.name for s in restored.specs] == ["total", "1h"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not json", "not a snapshot"),
+        (b"{}", "not a feedback-stream"),
+        (b'{"format": "feedback-stream/partition-state", "version": 99}', "version 99"),
+        (b'{"format": "feedback-stream/partition-state", "version": 1}', "corrupt"),
+    ],
+)
+def test_bad_snapshots_are_refused(data: bytes, message: str) -> None:
+    with pytest.raises(SnapshotError, match=message):
+        loads(data)
