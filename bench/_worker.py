@@ -23,6 +23,7 @@ from typing import Any
 __all__ = ["ContenderResult", "model_name", "report", "run_contender"]
 
 ROOT = Path(__file__).resolve().parent.parent
+_MARKER = "BENCH-RESULT "
 
 
 def model_name(namespace: str, deployment: str, predictor: str, model: str) -> str:
@@ -61,7 +62,7 @@ def report(
         "models": models or {},
         "extra": extra,
     }
-    print("BENCH-RESULT " + json.dumps(line), flush=True)
+    print(_MARKER + json.dumps(line), flush=True)
 
 
 def run_contender(
@@ -79,9 +80,11 @@ def run_contender(
         timeout=timeout,
         check=False,
     )
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH-RESULT "):
-            data = json.loads(line.removeprefix("BENCH-RESULT "))
+    for line in (proc.stdout + "\n" + proc.stderr).splitlines():
+        # Faust hands the child's stdout to its logger, which prefixes each line.
+        marker = line.find(_MARKER)
+        if marker != -1:
+            data = json.loads(line[marker + len(_MARKER) :].strip())
             return ContenderResult(
                 records=data["records"],
                 t_first=data["t_first"],

@@ -29,6 +29,14 @@ from bench._worker import report
 from feedback_stream.events import SourcePosition
 
 
+class Outcome(faust.Record, serializer="json"):  # type: ignore[misc,call-arg]
+    """One row outcome, re-keyed by model on the way to the accuracy agent."""
+
+    model: str
+    correct: int
+    time: float
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.faust_job")
     parser.add_argument("--bootstrap", required=True)
@@ -49,11 +57,13 @@ def main(argv: list[str]) -> int:
         datadir=f"/tmp/{args.group}",
     )
     source = app.topic(args.topic, key_type=bytes, value_type=bytes, value_serializer="raw")
-    outcomes_topic = app.topic(f"{args.group}-outcomes", key_type=str, value_type=dict)
-    joins = app.Table("joins", default=dict, key_type=bytes, value_type=dict)
-    totals = app.Table("totals", default=list, key_type=str, value_type=list)
+    outcomes_topic = app.topic(
+        f"{args.group}-outcomes", key_type=str, value_type=Outcome, partitions=1, internal=True
+    )
+    joins = app.Table("joins", default=dict)
+    totals = app.Table("totals", default=list)
     windowed = (
-        app.Table("windowed", default=list, key_type=str, value_type=list)
+        app.Table("windowed", default=list)
         .tumbling(timedelta(minutes=5), expires=timedelta(hours=1))
         .relative_to_stream()
     )
@@ -72,7 +82,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.flush()
         os._exit(0)
 
-    @app.agent(source)
+    @app.agent(source)  # type: ignore[untyped-decorator]
     async def join_puid(stream: Any) -> None:
         async for event in stream.events():
             if not progress["records"]:
@@ -90,20 +100,20 @@ def main(argv: list[str]) -> int:
             entry = joins[event.key]
             outcomes = join(decoded, entry)
             joins[event.key] = entry
-            for outcome in outcomes:
-                await outcomes_topic.send(key=outcome["model"], value=outcome)
+            for o in outcomes:
+                await outcomes_topic.send(key=o["model"], value=Outcome(**o))
             if progress["records"] >= args.expected and not args.outcomes:
                 finish()
 
-    @app.agent(outcomes_topic)
+    @app.agent(outcomes_topic)  # type: ignore[untyped-decorator]
     async def accuracy(stream: Any) -> None:
         async for model, outcome in stream.items():
             counts = totals[model] or [0, 0]
-            counts = [counts[0] + outcome["correct"], counts[1] + 1]
+            counts = [counts[0] + outcome.correct, counts[1] + 1]
             totals[model] = counts
             seen_totals[model] = counts
             current = windowed[model].value() or [0, 0]
-            windowed[model] = [current[0] + outcome["correct"], current[1] + 1]
+            windowed[model] = [current[0] + outcome.correct, current[1] + 1]
             progress["outcomes"] += 1
             if progress["outcomes"] >= args.outcomes and progress["records"] >= args.expected:
                 finish()

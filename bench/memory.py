@@ -66,8 +66,8 @@ def _pending_records(n: int) -> Iterator[tuple[list[tuple[str, bytes]], bytes, i
             yield headers, template.value, template.timestamp + i
 
 
-def measure(n: int) -> dict[str, float]:
-    """Bytes per pending puid in this process: ours, and the dict-of-tuples baseline."""
+def _ours(n: int) -> tuple[float, int]:
+    """RSS growth per pending puid of an engine holding ``n`` more of them."""
     engine = Engine(("total", "5m", "1000"))
     records = _pending_records(n + _WARMUP)
     offset = 0
@@ -85,10 +85,13 @@ def measure(n: int) -> dict[str, float]:
     feed(n)
     gc.collect()
     after, pending_after = rss_bytes(), engine.pending
-    ours = (after - before) / (pending_after - pending_before)
-    del engine
-    gc.collect()
+    return (after - before) / (pending_after - pending_before), pending_after
 
+
+def measure(n: int) -> dict[str, float]:
+    """Bytes per pending puid in this process: ours, and the dict-of-tuples baseline."""
+    ours, pending = _ours(n)
+    gc.collect()
     baseline: dict[str, tuple[float, str]] = {}
     gc.collect()
     base_before = rss_bytes()
@@ -99,7 +102,7 @@ def measure(n: int) -> dict[str, float]:
         )
     gc.collect()
     base = (rss_bytes() - base_before) / n
-    return {"ours": ours, "baseline": base, "pending": float(pending_after)}
+    return {"ours": ours, "baseline": base, "pending": float(pending)}
 
 
 def run(ctx: Context) -> list[Figure]:

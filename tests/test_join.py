@@ -195,3 +195,31 @@ def test_identity_hash_is_stable() -> None:
     )
     assert identity_hash(("a", "bc")) != identity_hash(("ab", "c"))
     assert identity_hash(("x",)) == 0x8CDC1683 << 32 | 0x00790079
+
+
+def _named_response(puid: str, classes: tuple[str, ...]) -> Event:
+    return Event(
+        EventKind.RESPONSE,
+        puid,
+        A,
+        1.0,
+        ("resp", str(next(_ids))),
+        classes=classes,
+        names=("t:0", "t:1", "t:2"),
+    )
+
+
+def test_a_truth_without_names_is_read_in_the_response_names() -> None:
+    store = JoinStore()
+    store.add(_named_response("p", ("t:2", "t:0")))
+    result = store.add(feedback("p", 2.0, truth=("2", "1")))
+    assert [(o.truth, o.correct) for o in result.applied] == [("t:2", True), ("t:1", False)]
+
+
+def test_a_truth_with_its_own_names_is_taken_as_given() -> None:
+    store = JoinStore()
+    store.add(_named_response("p", ("t:2",)))
+    named = Event(
+        EventKind.FEEDBACK, "p", ANY, 2.0, ("fb", "n"), classes=("2",), names=("0", "1", "2")
+    )
+    assert [(o.truth, o.correct) for o in store.add(named).applied] == [("2", False)]

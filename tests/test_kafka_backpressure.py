@@ -16,7 +16,7 @@ async def test_pending_joins_pause_and_expiry_resumes(kafka_bootstrap: str) -> N
     topic = unique("backpressure")
     config = GeneratorConfig(
         seed=1,
-        n_requests=300,
+        n_requests=150,
         deployments=(DeploymentSpec("iris"),),
         start_ms=int(time.time() * 1000) - 5_000,
         request_rate=200.0,
@@ -32,7 +32,7 @@ async def test_pending_joins_pause_and_expiry_resumes(kafka_bootstrap: str) -> N
         kafka_group_id=unique("backpressure"),
         kafka_max_batch=20,
         kafka_max_pending=50,
-        ttl_s=2.0,
+        ttl_s=1.0,
         tick_interval_s=0.1,
     )
     async with running(config_) as (service, _):

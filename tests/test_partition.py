@@ -90,8 +90,6 @@ def test_partition_routing_merges_to_the_same_report(stream: Stream, ttl: float)
     keyed = _keyed_by_puid(stream)
     by_puid = Engine(WINDOWS, ttl=ttl, route="puid")
     by_partition = Engine(WINDOWS, ttl=ttl, route="partition")
-    # Dedupe by position needs the position to match the identity the oracle assumed:
-    # keep ids only, so both engines see the same duplicates.
     first = replay(keyed.lines(), by_puid)
     replay(keyed.lines(), by_partition)
     assert by_puid.report(first.clock) == by_partition.report(first.clock)

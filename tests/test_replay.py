@@ -169,3 +169,18 @@ def test_strict_mode_stops_at_the_first_invalid_line() -> None:
 def test_parse_record_says_what_is_wrong(line: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_record(line)
+
+
+def test_seed_truth_sent_as_a_bare_index_matches_the_named_prediction() -> None:
+    lines = []
+    for line in seed_records("t:2"):
+        record = orjson.loads(line)
+        truth = record["value"].get("truth", {}) if isinstance(record["value"], dict) else {}
+        if "data" in truth:
+            truth["data"] = {"ndarray": [[2]]}
+        lines.append(orjson.dumps(record))
+    engine = Engine(("total",))
+    replay(lines, engine)
+    total = _only_model(engine.report())["windows"]["total"]
+    assert total["accuracy"] == 1.0
+    assert total["labels"] == ["t:2"]

@@ -72,3 +72,23 @@ async def test_not_ready_until_partitions_are_assigned(kafka_bootstrap: str) -> 
         assert '"kafka_assigned":false' in body
         status, _ = await get_text(f"{url}/healthz")
         assert status == 200
+
+
+@pytest.mark.timeout(60)
+async def test_a_required_history_that_cannot_be_read_exits_1() -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(EXECUTABLE),
+        "run",
+        "--port",
+        str(free_port()),
+        "--history-enabled",
+        "--es-hosts",
+        f"http://127.0.0.1:{free_port()}",
+        "--es-max-retries",
+        "0",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=50)
+    assert process.returncode == 1
+    assert b"Traceback" not in stderr
+    assert b"127.0.0.1" in stderr

@@ -14,7 +14,9 @@ through the row readers would cost more than it clarifies.
 
 The per-record path checks plain dicts by hand and parses with orjson: only
 the structured CloudEvent envelope goes through pydantic, where the
-validation message is worth its cost.
+validation message is worth its cost. Two bounded memo tables share the
+model keys and the small class tuples that millions of events repeat, so
+that pending puids point at one copy.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def decode_kafka_record(
             attrs = {name[3:]: text for name, text in lowered.items() if name.startswith("ce_")}
             if content_type is not None:
                 attrs.setdefault("datacontenttype", content_type)
+            request_id = lowered.get("x-request-id")
+            if request_id is not None:
+                attrs.setdefault("x-request-id", request_id)
             return _event(attrs, value, time, position)
         # Seldon's executor logging straight to Kafka: attribute names unprefixed.
         if content_type is not None:
@@ -354,10 +359,23 @@ def _event(attrs: dict[str, str], data: Any, time: float, position: SourcePositi
         payload = _parse_json(data, f"the {kind.value} payload")
         if kind is EventKind.RESPONSE:
             classes = read_classes(payload, "response")
-            return Event(kind, puid, key, time, identity, classes=classes, position=position)
-        truth, reward = _read_feedback(payload)
+            names = _given_names(payload)
+            if names is not None and not all(c in names for c in classes):
+                names = None  # the names label columns of scalar rows, not classes
+            return Event(
+                kind, puid, key, time, identity, classes=classes, position=position, names=names
+            )
+        truth, reward, truth_names = _read_feedback(payload)
         return Event(
-            kind, puid, key, time, identity, classes=truth, reward=reward, position=position
+            kind,
+            puid,
+            key,
+            time,
+            identity,
+            classes=truth,
+            reward=reward,
+            position=position,
+            names=truth_names,
         )
     except _Invalid as exc:
         exc.reason = f"{ce_type} {puid}: {exc.reason}"
@@ -396,7 +414,24 @@ def _parse_json(data: Any, what: str) -> Any:
 # ---------------------------------------------------------------- payloads
 
 
-def _read_feedback(payload: Any) -> tuple[tuple[str, ...] | None, float | None]:
+def _given_names(message: Any) -> tuple[str, ...] | None:
+    """The non-empty ``data.names`` of a Seldon message, shared, or ``None``."""
+    data = message.get("data") if isinstance(message, dict) else None
+    names = data.get("names") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not names:
+        return None
+    given = tuple(_intern(str(n)) for n in names)
+    shared = _ROWS.get(given)
+    if shared is not None:
+        return shared
+    if len(_ROWS) < _KEYS_MAX:
+        _ROWS[given] = given
+    return given
+
+
+def _read_feedback(
+    payload: Any,
+) -> tuple[tuple[str, ...] | None, float | None, tuple[str, ...] | None]:
     if not isinstance(payload, dict):
         raise _Invalid(
             "bad_payload",
@@ -417,13 +452,13 @@ def _read_feedback(payload: Any) -> tuple[tuple[str, ...] | None, float | None]:
         )
     truth = payload.get("truth")
     if truth is None:
-        return None, reward
+        return None, reward, None
     if not isinstance(truth, dict):
         raise _Invalid("bad_payload", f"feedback.truth must be a JSON object, got {_kind(truth)}")
     if not _has_rows(truth):
         # {"meta": ...} or {}: the seed's "correct" feedback gives no truth.
-        return None, reward
-    return read_classes(truth, "truth"), reward
+        return None, reward, None
+    return read_classes(truth, "truth"), reward, _given_names(truth)
 
 
 def _has_rows(message: dict[str, Any]) -> bool:

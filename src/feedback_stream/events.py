@@ -72,6 +72,13 @@ class Event:
 
     ``identity`` is what makes two deliveries "the same event": the
     CloudEvent (type, id), or, without an id, the source position.
+
+    ``names`` are the class names the rows were read with: for a response,
+    the ``names`` its score rows were mapped through (``None`` when its
+    classes are plain values); for a feedback, the names its truth was given
+    with. A truth given without names is read in its response's names when
+    the join pairs them (docs/semantics.md), so copy it along when rebuilding
+    an event (``dataclasses.replace``).
     """
 
     kind: EventKind
@@ -82,3 +89,4 @@ class Event:
     classes: tuple[str, ...] | None = None
     reward: float | None = None
     position: SourcePosition | None = None
+    names: tuple[str, ...] | None = None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
+from collections.abc import Iterator
 from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -91,6 +92,7 @@ class _Response:
     classes: tuple[str, ...]
     time: float
     labelled: bool = False
+    names: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -102,6 +104,7 @@ class _Feedback:
     time: float
     arrival: int
     joined: bool = False
+    named: bool = False
 
     def matches(self, key: ModelKey) -> bool:
         return (not self.predictor or self.predictor == key.predictor) and (
@@ -129,7 +132,7 @@ class _Entry:
     """
 
     deadline: float
-    seen: int | list[int]
+    seen: bytes
     requests: tuple[ModelKey, float] | list[tuple[ModelKey, float]] | None = None
     responses: _Response | list[_Response] | None = None
     feedbacks: _Feedback | list[_Feedback] | None = None
@@ -153,6 +156,26 @@ def _append(held: _T | list[_T] | None, item: _T) -> _T | list[_T]:
         held.append(item)
         return held
     return [held, item]
+
+
+def _in_names(truth: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    """Read a truth given without names (an index, or a one-hot row) in the response's names."""
+    return tuple(
+        names[int(c)] if c.isdigit() and c.isascii() and int(c) < len(names) else c for c in truth
+    )
+
+
+def _seen(seen: bytes, ident: bytes) -> bool:
+    """Whether an 8-byte identity hash is among those packed in ``seen``.
+
+    Packed bytes cost 8 bytes an identity where a list of ints costs ~45.
+    """
+    at = seen.find(ident)
+    while at != -1:
+        if at % 8 == 0:
+            return True
+        at = seen.find(ident, at + 1)
+    return False
 
 
 def _response(entry: _Entry, key: ModelKey) -> _Response | None:
@@ -212,24 +235,24 @@ class JoinStore:
 
     def add(self, event: Event) -> JoinResult:
         """Take one event; return the outcomes it retracts and applies."""
-        ident = identity_hash(event.identity)
+        ident = identity_hash(event.identity).to_bytes(8, "little")
         entry = self._entries.get(event.puid)
         deadline = event.time + self.ttl
         if entry is None:
             entry = _Entry(deadline, ident)
             self._entries[event.puid] = entry
             heapq.heappush(self._deadlines, (deadline, event.puid))
-        elif ident in _items(entry.seen):
+        elif _seen(entry.seen, ident):
             return JoinResult(EventStatus.DUPLICATE)
         else:
-            entry.seen = _append(entry.seen, ident)
+            entry.seen += ident
             if deadline > entry.deadline:
                 entry.deadline = deadline
         result = JoinResult(EventStatus.ACCEPTED)
         kind = event.kind
         if kind is EventKind.RESPONSE:
             if event.classes is not None and _response(entry, event.key) is None:
-                response = _Response(event.key, event.classes, event.time)
+                response = _Response(event.key, event.classes, event.time, names=event.names)
                 entry.responses = _append(entry.responses, response)
                 self._rejoin(event.puid, entry, (event.key,), result)
         elif kind is EventKind.FEEDBACK:
@@ -241,6 +264,7 @@ class JoinStore:
                 event.reward,
                 event.time,
                 self._arrivals,
+                named=event.names is not None,
             )
             entry.feedbacks = _append(entry.feedbacks, feedback)
             if entry.responses is not None:
@@ -321,11 +345,14 @@ class JoinStore:
                 if old.feedback is not best:
                     result.status = EventStatus.AMENDED
             rows = len(response.classes)
+            truth = best.truth
+            if truth is not None and not best.named and response.names is not None:
+                truth = _in_names(truth, response.names)
             outcomes = pair_outcomes(
                 key,
                 puid,
                 response.classes,
-                best.truth,
+                truth,
                 best.reward,
                 time,
                 response.time,
@@ -336,7 +363,7 @@ class JoinStore:
             entry.pairs[key] = _Pair(best, time, outcomes)
             result.applied.extend(outcomes)
             changed = old is None or old.feedback is not best
-            if changed and is_conflict(response.classes, best.truth, best.reward):
+            if changed and is_conflict(response.classes, truth, best.reward):
                 result.conflicts.append(key)
             if not response.labelled:
                 response.labelled = True
@@ -372,7 +399,14 @@ class JoinStore:
 
     # ------------------------------------------------------------ snapshot support
 
-    def dump(self, outcome_ref: dict[int, int]) -> dict[str, Any]:
+    def held_outcomes(self) -> Iterator[Outcome]:
+        """The outcomes currently applied for puids the store still holds."""
+        for entry in self._entries.values():
+            if entry.pairs:
+                for pair in entry.pairs.values():
+                    yield from pair.outcomes
+
+    def dump(self) -> dict[str, Any]:
         """Plain data for :mod:`feedback_stream.snapshot`; outcomes by ``seq``."""
         entries = []
         for puid, e in self._entries.items():
@@ -382,10 +416,16 @@ class JoinStore:
                 [
                     puid,
                     e.deadline,
-                    list(_items(e.seen)),
+                    [int.from_bytes(e.seen[i : i + 8], "little") for i in range(0, len(e.seen), 8)],
                     [[_key_list(k), t] for k, t in _items(e.requests)],
                     [
-                        [_key_list(r.key), list(r.classes), r.time, r.labelled]
+                        [
+                            _key_list(r.key),
+                            list(r.classes),
+                            r.time,
+                            r.labelled,
+                            None if r.names is None else list(r.names),
+                        ]
                         for r in _items(e.responses)
                     ],
                     [
@@ -397,6 +437,7 @@ class JoinStore:
                             f.time,
                             f.arrival,
                             f.joined,
+                            f.named,
                         ]
                         for f in feedbacks
                     ],
@@ -413,9 +454,6 @@ class JoinStore:
                     e.joined,
                 ]
             )
-            for p in (e.pairs or {}).values():
-                for o in p.outcomes:
-                    outcome_ref[o.seq] = 1
         return {
             "ttl": self.ttl,
             "time_basis": self.time_basis.value,
@@ -431,17 +469,17 @@ class JoinStore:
         store = cls(data["ttl"], TimeBasis(data["time_basis"]), sequence)
         store._arrivals = data["arrivals"]
         for puid, deadline, seen, reqs, resps, fbs, pairs, mism, joined in data["entries"]:
-            entry = _Entry(deadline, seen[0])
-            for ident in seen[1:]:
-                entry.seen = _append(entry.seen, ident)
+            entry = _Entry(deadline, b"".join(h.to_bytes(8, "little") for h in seen))
             for k, t in reqs:
                 entry.requests = _append(entry.requests, (ModelKey(*k), t))
-            for k, c, t, lab in resps:
-                response = _Response(ModelKey(*k), tuple(c), t, lab)
+            for k, c, t, lab, names in resps:
+                response = _Response(
+                    ModelKey(*k), tuple(c), t, lab, None if names is None else tuple(names)
+                )
                 entry.responses = _append(entry.responses, response)
             feedbacks = [
-                _Feedback(p, m, None if tr is None else tuple(tr), rw, t, a, j)
-                for p, m, tr, rw, t, a, j in fbs
+                _Feedback(p, m, None if tr is None else tuple(tr), rw, t, a, j, n)
+                for p, m, tr, rw, t, a, j, n in fbs
             ]
             for feedback in feedbacks:
                 entry.feedbacks = _append(entry.feedbacks, feedback)

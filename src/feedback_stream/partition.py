@@ -269,6 +269,8 @@ class PartitionState:
         """Move the clock (and every window) to ``now``, if that is later."""
         if now > self.clock:
             self.clock = now
+        if self.clock == float("-inf"):
+            return
         tick = to_tick(self.clock)
         for windows in self.models.values():
             windows.advance(tick)

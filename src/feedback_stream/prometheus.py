@@ -120,7 +120,7 @@ class ServiceMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry, guard: LabelGuard) -> None:
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         self.registry = registry
         self.guard = guard
         model = list(MODEL_LABELS)
@@ -195,6 +195,33 @@ class ServiceMetrics:
             "feedback_stream_dlq_records", "Records sent to the dead-letter topic.", ["reason"]
         )
         self._negative_reward_warned = False
+        self._known: set[tuple[str, str, str, str]] = set()
+
+    def _labels(self, key: ModelKey) -> tuple[str, str, str, str]:
+        """The model labels of ``key``; its counters start at 0 the first time.
+
+        Without a 0 sample before the first increment, ``increase()`` and
+        ``rate()`` miss that increment: Prometheus cannot tell a new series
+        from one it started watching late.
+        """
+        labels = self.guard.model_labels(key)
+        if labels not in self._known:
+            self._known.add(labels)
+            for result in ("correct", "incorrect", "unknown"):
+                self.outcomes.labels(*labels, result)
+                self.outcomes_retracted.labels(*labels, result)
+            for counter in (
+                self.reward_count,
+                self.reward_sum,
+                self.reward_retracted_count,
+                self.reward_retracted_sum,
+                self.responses,
+                self.labelled,
+                self.conflicts,
+                self.label_delay,
+            ):
+                counter.labels(*labels)
+        return labels
 
     def attach(self, engine: Engine) -> None:
         """Count everything the engine does from now on."""
@@ -205,14 +232,16 @@ class ServiceMetrics:
 
     def on_result(self, event: Event, result: JoinResult) -> None:
         self.events.labels(event.kind.value, result.status.value).inc()
+        if event.kind is EventKind.RESPONSE:
+            self._labels(event.key)
         if event.kind is EventKind.RESPONSE and result.status is not EventStatus.DUPLICATE:
-            self.responses.labels(*self.guard.model_labels(event.key)).inc()
+            self.responses.labels(*self._labels(event.key)).inc()
         for key, delay in result.labelled:
-            labels = self.guard.model_labels(key)
+            labels = self._labels(key)
             self.labelled.labels(*labels).inc()
             self.label_delay.labels(*labels).observe(max(0.0, delay))
         for key in result.conflicts:
-            self.conflicts.labels(*self.guard.model_labels(key)).inc()
+            self.conflicts.labels(*self._labels(key)).inc()
         for error in result.errors:
             self.invalid.labels(error.code).inc()
 
@@ -237,7 +266,7 @@ class ServiceMetrics:
         reward_sum: Counter,
     ) -> None:
         key = outcome.key
-        labels = self.guard.model_labels(key)
+        labels = self._labels(key)
         outcomes.labels(*labels, outcome.result.value).inc()
         if outcome.truth is not None:
             confusion.labels(

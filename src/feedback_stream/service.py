@@ -23,9 +23,10 @@ that is the wall clock; re-reading a retained topic from the start, it is
 the topic's own time, so old responses are not expired before their
 feedback, a few records later, is read.
 
-Shutdown (:meth:`Service.stop`, or SIGTERM/SIGINT under :meth:`run`) stops
-taking HTTP events, lets the Kafka source finish its batch, commit and
-checkpoint, flushes the dead letters and the outcome sink, and closes.
+Shutdown (:meth:`Service.stop`, or SIGTERM/SIGINT under :meth:`run`) turns
+``/readyz`` unready, lets the Kafka source finish its batch, commit and
+checkpoint, flushes the dead letters and the outcome sink, and closes the
+HTTP server last (it answers probes until then).
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka import TopicPartition
+from elasticsearch import AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
+from feedback_stream.es._client import create_client
+from feedback_stream.es.history import HistoryBootstrap
+from feedback_stream.es.overlap import HistoryOverlap
+from feedback_stream.es.sink import OutcomeSink
 from feedback_stream.events import Event, ModelKey, SourcePosition
 from feedback_stream.http.app import Problem, Readiness, create_app
 from feedback_stream.kafka.checkpoint import CheckpointStore
@@ -63,6 +69,8 @@ from feedback_stream.windows import WindowKind
 __all__ = ["Service", "add_run_parser", "configure_logging", "load_settings"]
 
 _log = logging.getLogger(__name__)
+
+_MAX_SKEW_S = 60.0
 
 HTTP_TOPIC = "http"
 """The ``topic`` of HTTP events' source positions (EVENTS.md: one naming for every source)."""
@@ -103,16 +111,15 @@ class Service:
         self._event_clock = float("-inf")
         self._event_wall = 0.0
         self._series: dict[ModelKey, _Series] = {}
-        self._series_times: deque[float] = deque(maxlen=settings.history_points)
         self._last_sample = float("-inf")
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
         self._stopped = False
-        self._overlap: Any = None
-        self._sink: Any = None
-        self._es_client: Any = None
-        self._history: Any = None
+        self._overlap: HistoryOverlap | None = None
+        self._sink: OutcomeSink | None = None
+        self._es_client: AsyncElasticsearch | None = None
+        self._history: HistoryBootstrap | None = None
         self.http_port: int | None = None
 
     # -- clocks ------------------------------------------------------------
@@ -122,9 +129,11 @@ class Service:
         return self._clock()
 
     def _observe(self, event_time: float) -> None:
-        if event_time > self._event_clock:
+        wall = self._clock()
+        # A producer whose clock runs ahead must not pin the stream clock in the future.
+        if self._event_clock < event_time <= wall + _MAX_SKEW_S:
             self._event_clock = event_time
-            self._event_wall = self._clock()
+            self._event_wall = wall
 
     def expiry_clock(self) -> float:
         """The stream's clock for the join TTL (see the module docstring)."""
@@ -217,6 +226,8 @@ class Service:
     def _process(self, event: Event) -> None:
         self._observe(event.time)
         if self._overlap is not None and self._overlap.is_duplicate(event):
+            # Already loaded from the request logger's history: a repeat, counted as one.
+            self.metrics.events.labels(event.kind.value, "duplicate").inc()
             return
         self.engine.process_event(event)
 
@@ -396,11 +407,6 @@ class Service:
             self._tasks.append(asyncio.create_task(self.kafka.run(), name="kafka"))
 
     async def _start_elasticsearch(self) -> None:
-        from feedback_stream.es._client import create_client
-        from feedback_stream.es.history import HistoryBootstrap
-        from feedback_stream.es.overlap import HistoryOverlap
-        from feedback_stream.es.sink import OutcomeSink
-
         s = self.settings
         self._es_client = create_client(s.es)
         if s.es.sink_enabled:
@@ -469,17 +475,22 @@ class Service:
                 loop.remove_signal_handler(sig)
 
     async def serve(self) -> None:
-        """Wait until a stop is requested or a source ends (a fatal error, logged)."""
+        """Wait until a stop is requested; raise what a source died of, if one does."""
         waiter = asyncio.create_task(self._stop_requested.wait())
         try:
             done, _ = await asyncio.wait(
                 {waiter, *self._tasks}, return_when=asyncio.FIRST_COMPLETED
             )
-            for task in done:
-                if task is not waiter and not task.cancelled() and task.exception() is not None:
-                    _log.error("%s failed: %r", task.get_name(), task.exception())
         finally:
             waiter.cancel()
+        for task in done:
+            if task is waiter or task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None:
+                _log.error("%s failed: %r", task.get_name(), error)
+                raise error
+            raise RuntimeError(f"{task.get_name()} ended without a stop request")
 
     async def run(self) -> None:
         """Start, serve until SIGTERM/SIGINT (or :meth:`request_stop`), then stop."""
@@ -577,7 +588,11 @@ def _run_command(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     configure_logging(settings.log_level)
-    asyncio.run(Service(settings).run())
+    try:
+        asyncio.run(Service(settings).run())
+    except Exception as exc:
+        _log.error("feedback-stream run: %s", exc)
+        return 1
     return 0
 
 

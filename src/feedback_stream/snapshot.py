@@ -40,11 +40,8 @@ def _key(key: ModelKey) -> list[str]:
 
 def dumps(state: PartitionState) -> bytes:
     """The whole state of one partition as bytes."""
-    referenced: dict[int, Outcome] = {}
-    seqs: dict[int, int] = {}
-    join = state.join.dump(seqs)
-    for entry_outcomes in _join_outcomes(state.join):
-        referenced[entry_outcomes.seq] = entry_outcomes
+    referenced = {outcome.seq: outcome for outcome in state.join.held_outcomes()}
+    join = state.join.dump()
     models = []
     for key, windows in state.models.items():
         for outcome in windows.referenced():
@@ -81,15 +78,6 @@ def dumps(state: PartitionState) -> bytes:
         "events": state.events.to_dict(),
     }
     return orjson.dumps(document)
-
-
-def _join_outcomes(store: JoinStore) -> list[Outcome]:
-    found: list[Outcome] = []
-    for entry in store._entries.values():
-        if entry.pairs:
-            for pair in entry.pairs.values():
-                found.extend(pair.outcomes)
-    return found
 
 
 def loads(

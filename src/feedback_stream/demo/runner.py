@@ -249,7 +249,11 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"feedback-stream demo: {exc}", file=sys.stderr)
         return 2
     options = DemoOptions(traffic, kafka=args.kafka, topic=args.topic, duration_s=args.duration)
-    return asyncio.run(run_demo(settings, options))
+    try:
+        return asyncio.run(run_demo(settings, options))
+    except Exception as exc:
+        _log.error("feedback-stream demo: %s", exc)
+        return 1
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -98,7 +98,7 @@ def translate(exc: Exception, hosts: str, doing: str) -> ElasticsearchEdgeError:
     if isinstance(exc, elasticsearch.ApiError):
         return EsRequestError(
             f"Elasticsearch at {hosts} rejected a request while {doing}: "
-            f"HTTP {exc.meta.status} {_first_line(exc)}",
+            f"HTTP {exc.meta.status} {_api_reason(exc)}",
             status=int(exc.meta.status),
         )
     if isinstance(exc, elastic_transport.TransportError):
@@ -106,6 +106,15 @@ def translate(exc: Exception, hosts: str, doing: str) -> ElasticsearchEdgeError:
             f"Elasticsearch at {hosts} failed while {doing}: {_first_line(exc)}"
         )
     return EsRequestError(f"unexpected error from Elasticsearch at {hosts} while {doing}: {exc!r}")
+
+
+def _api_reason(exc: elasticsearch.ApiError) -> str:
+    """``type: reason`` of an Elasticsearch error body, else the client's message."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        return f"{error.get('type', 'error')}: {str(error.get('reason', ''))[:300]}"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

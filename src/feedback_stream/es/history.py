@@ -225,6 +225,11 @@ class HistoryBootstrap:
         progress.finished_at = self._clock()
         progress.state = "done"
         self._seen.clear()
+        if progress.documents == 0:
+            log.warning(
+                "history: no documents in %s (time bounds included); check --history-index-pattern",
+                self._settings.index_pattern,
+            )
         now = self._clock()
         log.info(
             "history: done, %d documents, %d events in %.1fs (%.0f docs/s); "

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import string
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -143,11 +142,13 @@ class HistorySettings(BaseModel):
     index_pattern: str = Field(
         "inference-log-*", description="indices to read (comma separated patterns)"
     )
-    since: AwareDatetime | None = Field(
-        None, description="only predictions whose time (see time_basis) is at or after this"
+    since: datetime | None = Field(
+        None,
+        description="only outcomes whose time (see time_basis) is at or after this; "
+        "RFC 3339, UTC when no zone is given",
     )
-    until: AwareDatetime | None = Field(
-        None, description="only predictions whose time (see time_basis) is before this"
+    until: datetime | None = Field(
+        None, description="only outcomes whose time (see time_basis) is before this"
     )
     required: bool = Field(
         True, description="fail at start when the history cannot be read; else serve without it"
@@ -159,6 +160,14 @@ class HistorySettings(BaseModel):
         "predictor",
         description="model label of KServe documents (the request logger drops `component`)",
     )
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc_unless_zoned(cls, moment: datetime | None) -> datetime | None:
+        """A bound without a zone (``2026-01-01``) is read as UTC, as Elasticsearch does."""
+        if moment is not None and moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment
 
     @field_validator("until")
     @classmethod

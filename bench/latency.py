@@ -1,0 +1,287 @@
+"""Latency from a feedback being produced to its effect in ``/metrics``, p50 / p99.
+
+The service runs in its own process (its Kafka source on a new topic, its
+HTTP server on a free port). The harness produces the generator's records
+at a steady rate (1k and 5k records/s), stamping each with the time it is
+handed to the producer, and scrapes ``/metrics`` back to back meanwhile.
+A feedback's effect is visible in the first scrape, completed after it was
+sent, whose ``feedback_stream_events_total{type="feedback",status="accepted"}``
+has reached that feedback's rank (one partition: the service applies them
+in order, in the same step as the windows). Latency = end of that scrape
+minus send time, so it includes the scrape's own render.
+
+Baseline: the same produce → consume latency for a raw aiokafka
+``getmany`` consumer reading the same records in a separate run: the floor
+set by the producer, the broker and a Python consumer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bench._timing import percentile
+from bench._worker import ROOT
+from bench.broker import create_topic, delete_topics, new_topic_name
+from bench.core import WINDOWS
+from bench.result import Context, Figure
+from bench.stream import WireRecord, bench_config, wire_stream
+
+__all__ = ["run"]
+
+TARGET_P99_MS = 50.0
+_SCRAPE_GAP_S = float(os.environ.get("BENCH_SCRAPE_GAP_S", "0.002"))
+RATES = (1000, 5000)
+_FEEDBACK = b"io.seldon.serving.feedback"
+_PROBE = re.compile(rb"^feedback_stream_events_total\{([^}]*)\} (\S+)$", re.MULTILINE)
+
+
+def _records(count: int) -> list[WireRecord]:
+    requests = count // 5 + 10
+    config = bench_config(requests, deployments=2, feedback_share=0.8)
+    from dataclasses import replace
+
+    config = replace(config, feedback_delay_mean_s=0.2, request_rate=1000.0)
+    return wire_stream(config)[:count]
+
+
+def _is_feedback(r: WireRecord) -> bool:
+    return any(name == "ce_type" and value == _FEEDBACK for name, value in r.headers)
+
+
+def _ce_id(r: WireRecord) -> bytes:
+    return next(v for name, v in r.headers if name == "ce_id")
+
+
+async def _produce(
+    bootstrap: str, topic: str, records: Sequence[WireRecord], rate: float
+) -> list[tuple[WireRecord, float]]:
+    """Send at ``rate`` records/s; return each feedback with its send time."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    await producer.start()
+    sent: list[tuple[WireRecord, float]] = []
+    try:
+        start = time.time()
+        for i, r in enumerate(records):
+            due = start + i / rate
+            delay = due - time.time()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            now = time.time()
+            await producer.send(
+                topic, r.value, key=r.key, timestamp_ms=int(now * 1000), headers=r.headers
+            )
+            if _is_feedback(r):
+                sent.append((r, now))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def _scrape(port: int, stop: asyncio.Event) -> list[tuple[float, int]]:
+    """(completion time, feedbacks accepted) of back-to-back scrapes until ``stop``."""
+    import aiohttp
+
+    seen: list[tuple[float, int]] = []
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            async with session.get(url) as response:
+                body = await response.read()
+            done = time.time()
+            seen.append((done, _accepted_feedbacks(body)))
+            await asyncio.sleep(_SCRAPE_GAP_S)
+    return seen
+
+
+def _accepted_feedbacks(body: bytes) -> int:
+    for match in _PROBE.finditer(body):
+        labels = match.group(1)
+        if b'type="feedback"' in labels and b'status="accepted"' in labels:
+            return int(float(match.group(2)))
+    return 0
+
+
+def _latencies_ours(
+    sent: list[tuple[WireRecord, float]], scrapes: list[tuple[float, int]]
+) -> list[float]:
+    out: list[float] = []
+    j = 0
+    for rank, (_, t_send) in enumerate(sent, start=1):
+        while j < len(scrapes) and (scrapes[j][1] < rank or scrapes[j][0] < t_send):
+            j += 1
+        if j == len(scrapes):
+            break
+        out.append(scrapes[j][0] - t_send)
+    return out
+
+
+def _start(argv: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def _ready_line(proc: subprocess.Popen[str], prefix: str) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    raise RuntimeError(f"child exited ({proc.wait()}) before {prefix.strip()}")
+
+
+async def _measure(
+    bootstrap: str, records: list[WireRecord], rate: float, ours: bool
+) -> tuple[list[float], float]:
+    topic = new_topic_name("bench-latency")
+    await create_topic(bootstrap, topic, 1)
+    mode = "serve" if ours else "raw"
+    proc = _start(
+        [sys.executable, "-m", "bench.latency", mode, "--bootstrap", bootstrap, "--topic", topic]
+    )
+    try:
+        port = int(await asyncio.to_thread(_ready_line, proc, "READY "))
+        stop = asyncio.Event()
+        scraper = asyncio.create_task(_scrape(port, stop)) if ours else None
+        t0 = time.time()
+        sent = await _produce(bootstrap, topic, records, rate)
+        achieved = len(records) / (time.time() - t0)
+        await asyncio.sleep(1.0)
+        stop.set()
+        if scraper is not None:
+            scrapes = await scraper
+            latencies = _latencies_ours(sent, scrapes)
+        else:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            received: dict[str, float] = json.loads(
+                await asyncio.to_thread(_ready_line, proc, "RECEIVED ")
+            )
+            latencies = [
+                received[_ce_id(r).decode()] - t for r, t in sent if _ce_id(r).decode() in received
+            ]
+    finally:
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await delete_topics(bootstrap, [topic])
+    # The first second warms the consumer's fetch loop and the JIT-less caches alike.
+    skip = int(len(latencies) * 0.05)
+    return [v * 1000.0 for v in latencies[skip:]], achieved
+
+
+def run(ctx: Context) -> list[Figure]:
+    assert ctx.bootstrap_address is not None
+    seconds = 15.0 if ctx.scale >= 0.5 else 1.5 if ctx.scale >= 0.01 else 1.0
+    figures: list[Figure] = []
+    for rate in RATES if ctx.scale >= 0.01 else RATES[:1]:
+        records = _records(int(rate * seconds))
+        ours, achieved = asyncio.run(_measure(ctx.bootstrap_address, records, rate, True))
+        base, _ = asyncio.run(_measure(ctx.bootstrap_address, records, rate, False))
+        for q in (50, 99):
+            value = percentile(ours, q) if ours else float("nan")
+            floor = percentile(base, q) if base else None
+            strict = q == 99 and rate == 5000
+            figures.append(
+                Figure(
+                    benchmark="latency",
+                    name=f"feedback → effect in /metrics, p{q} at {rate // 1000}k records/s",
+                    value=value,
+                    unit="ms",
+                    baseline_name=f"produce → raw aiokafka getmany, p{q}",
+                    baseline_value=floor,
+                    target=f"<= {TARGET_P99_MS:.0f} ms" if strict else None,
+                    met=(value <= TARGET_P99_MS) if strict else None,
+                    detail={
+                        "feedbacks": len(ours),
+                        "achieved_rate": achieved,
+                        "seconds": seconds,
+                        "max_ms": max(ours) if ours else None,
+                    },
+                )
+            )
+    return figures
+
+
+# -- children ------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from feedback_stream.service import Service
+    from feedback_stream.settings import Settings
+
+    settings = Settings(
+        kafka_bootstrap_servers=args.bootstrap,
+        kafka_topics=[args.topic],
+        kafka_group_id=new_topic_name("bench-latency"),
+        kafka_auto_offset_reset="earliest",
+        windows=list(WINDOWS),
+        http_host="127.0.0.1",
+        http_port=0,
+        log_level="WARNING",
+    )
+    service = Service(settings)
+    await service.start()
+    try:
+        assert service.kafka is not None
+        await service.kafka.assigned_once.wait()
+        print(f"READY {service.http_port}", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+    finally:
+        await service.stop()
+
+
+async def _raw(args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args.bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    received: dict[str, float] = {}
+    try:
+        tp = TopicPartition(args.topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        print("READY 0", flush=True)
+        closed = asyncio.ensure_future(asyncio.to_thread(sys.stdin.read))
+        while not closed.done():
+            batch = await consumer.getmany(timeout_ms=50, max_records=500)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    headers: Any = dict(record.headers)
+                    if headers.get("ce_type") == _FEEDBACK:
+                        received[headers["ce_id"].decode()] = now
+    finally:
+        await consumer.stop()
+    print("RECEIVED " + json.dumps(received), flush=True)
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency")
+    parser.add_argument("mode", choices=("serve", "raw"))
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args) if args.mode == "serve" else _raw(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,89 @@
+"""The service with Elasticsearch: history loaded before ready, outcomes written to the sink."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from feedback_stream.demo.traffic import DemoConfig, IrisTraffic
+from feedback_stream.es._client import create_client
+from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
+from tests._es_helpers import delete_indices, seed_messages
+from tests._processor import get_json, get_text, parse_metrics, running, settings, wait_until
+from tests._request_logger import log_messages
+
+pytestmark = [pytest.mark.elasticsearch, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+async def es(es_url: str) -> AsyncIterator[AsyncElasticsearch]:
+    client = create_client(ElasticsearchSettings(hosts=[es_url]))
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_history_is_loaded_before_the_service_is_ready(
+    es: AsyncElasticsearch, es_url: str
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    await log_messages(es, seed_messages(namespace))
+    try:
+        config = settings(
+            es=ElasticsearchSettings(hosts=[es_url]),
+            history=HistorySettings(enabled=True, index_pattern=f"inference-log-*-{namespace}-*"),
+            windows=["total"],
+        )
+        async with running(config) as (_, url):
+            ready = await get_json(f"{url}/readyz")
+            assert ready == {"ready": True, "checks": {"http": True, "history_loaded": True}}
+            document = await get_json(f"{url}/api/v1/metrics")
+            samples = parse_metrics((await get_text(f"{url}/metrics"))[1])
+    finally:
+        await delete_indices(es, f"inference-log-*-{namespace}-*")
+    (model,) = document["models"]
+    assert model["namespace"] == namespace
+    total = model["windows"]["total"]
+    # The seed's 63 feedbacks: 46 rewarded, 17 whose truth is what the model said.
+    assert (total["outcomes"], total["correct"]) == (63, 63)
+    assert total["reward"]["count"] == 63
+    assert total["reward"]["sum"] == 46.0
+    known = [v for (n, labels), v in samples.items() if n == "feedback_stream_window_known"]
+    assert known == [63.0]
+
+
+async def test_outcomes_reach_the_elasticsearch_sink(es: AsyncElasticsearch, es_url: str) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    index = f"feedback-outcomes-{namespace}"
+    traffic = IrisTraffic(DemoConfig(n_requests=20, namespace=namespace, feedback_share=1.0))
+    config = settings(
+        es=ElasticsearchSettings(
+            hosts=[es_url], sink_enabled=True, sink_index=index, sink_flush_interval_s=0.1
+        ),
+    )
+    try:
+        async with running(config) as (_, url):
+            async with aiohttp.ClientSession() as http:
+                for scheduled in traffic.schedule():
+                    async with http.post(
+                        f"{url}/",
+                        headers=scheduled.event.http_headers(),
+                        data=scheduled.event.body,
+                    ) as reply:
+                        assert reply.status == 202
+
+            async def written() -> bool:
+                if not await es.indices.exists(index=index):
+                    return False
+                await es.indices.refresh(index=index)
+                found = await es.count(index=index, query={"term": {"has_feedback": True}})
+                return int(found["count"]) == 40
+
+            await wait_until(written, 30, "40 outcome documents (20 requests x 2 predictors)")
+    finally:
+        await delete_indices(es, index)
