@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 PYSRC  := src tests scripts bench
 
 .PHONY: help install system-deps services-install services-up services-down \
-        lint format typecheck test test-fast demo bench bench-quick clean
+        lint format typecheck test test-fast demo bench bench-quick clean \
+        deploy-check compose-up
 
 help:
 	@echo "make demo          run the processor with iris default-vs-shadow traffic (no broker)"
@@ -17,6 +18,8 @@ help:
 	@echo "make services-up   start Kafka + Elasticsearch for working by hand (see .cache/services.env)"
 	@echo "make services-down stop them"
 	@echo "make bench         benchmarks (< 10 min); make bench-quick (< 1 min)"
+	@echo "make deploy-check  compose, Dockerfile, Prometheus rules, dashboard, k8s manifests"
+	@echo "make compose-up    the docker-compose stack (needs a Docker engine): http://localhost:3000"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +72,14 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,demo,bench]'
 	$(BIN)/python -m bench --quick
+
+# Deployment files: compose config, hadolint, promtool check/test, dashboard, k8s schemas, live Prometheus.
+deploy-check: $(STAMP) system-deps
+	$(BIN)/pytest tests/test_deploy_static.py tests/test_prometheus_live.py
+
+# Where a Docker engine runs: the whole local stack, then open http://localhost:3000.
+compose-up:
+	docker compose up --build
 
 clean: services-down
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -15,7 +15,7 @@ import time
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from bench._timing import median
-from bench.core import process_all
+from bench.core import process_all, save_profile
 from bench.result import Context, Figure
 from bench.stream import wire_stream
 from feedback_stream.engine import Engine
@@ -83,6 +83,8 @@ def run(ctx: Context) -> list[Figure]:
     registry, engine = build_registry(ctx.size(20_000, minimum=models * 40), models)
     repeats = 20 if ctx.scale >= 0.5 else 5 if ctx.scale >= 0.01 else 2
     ours, samples, size = _render_ms(registry, repeats)
+    if ctx.profile:
+        save_profile("render", lambda: _render_ms(registry, 3) and None, ctx.results)
     base, _, _ = _render_ms(_plain_registry(samples), repeats)
     value = median(ours)
     classes = {

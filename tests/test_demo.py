@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from feedback_stream.demo.runner import DemoOptions, run_demo
 from feedback_stream.demo.traffic import DemoConfig
@@ -113,3 +114,34 @@ def test_demo_help_lists_its_knobs() -> None:
     )
     for flag in ("--kafka", "--feedback-share", "--feedback-delay", "--port", "--windows"):
         assert flag in result.stdout
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(60)
+async def test_traffic_only_feeds_a_processor_running_elsewhere(kafka_bootstrap: str) -> None:
+    """``demo --kafka B --traffic-only``: Seldon-format records, unkeyed, for another processor."""
+    topic = unique("demo-traffic")
+    options = DemoOptions(
+        DemoConfig(request_interval_s=0.02, feedback_delay_s=0.1, feedback_delay_jitter_s=0.1),
+        kafka=kafka_bootstrap,
+        topic=topic,
+        duration_s=2.0,
+        traffic_only=True,
+    )
+    out = io.StringIO()
+    assert await run_demo(settings(), options, out) == 0
+    assert "no processor here" in out.getvalue()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+    records = [r for rs in batch.values() for r in rs]
+    assert len(records) > 20
+    types = {dict(r.headers)["ce_type"] for r in records}
+    assert b"io.seldon.serving.inference.response" in types
+    assert b"io.seldon.serving.feedback" in types
+    assert all(r.key is None for r in records)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import uuid
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class DemoOptions:
     kafka: str | None = None
     topic: str = DEMO_TOPIC
     duration_s: float | None = None
+    traffic_only: bool = False
+    """Only produce the traffic to Kafka, for a processor running elsewhere."""
 
 
 def demo_settings(base: Settings, options: DemoOptions) -> Settings:
@@ -168,6 +171,44 @@ def _print_urls(service: Service, options: DemoOptions, out: TextIO) -> None:
     )
 
 
+async def _send_only(
+    settings: Settings, options: DemoOptions, traffic: IrisTraffic, out: TextIO
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sender = _KafkaSender(settings, options.topic)
+    send_task: asyncio.Task[None] | None = None
+    try:
+        await sender.start()
+        print(
+            f"feedback-stream demo: sending iris traffic to Kafka {options.kafka} topic "
+            f"{options.topic} (no processor here). Ctrl-C stops.",
+            file=out,
+            flush=True,
+        )
+        send_task = asyncio.create_task(_send_schedule(traffic, sender), name="traffic")
+        if options.duration_s is not None:
+            loop.call_later(options.duration_s, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({send_task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if send_task.done() and send_task.exception() is not None:
+            waiter.cancel()
+            print(f"feedback-stream demo: traffic failed: {send_task.exception()}", file=sys.stderr)
+            return 1
+        await waiter
+        return 0
+    finally:
+        if send_task is not None:
+            send_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await send_task
+        await sender.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 async def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout) -> int:
     """Run the processor and the traffic until Ctrl-C (or ``duration_s``)."""
     from feedback_stream.demo.traffic import IrisTraffic
@@ -176,6 +217,10 @@ async def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.s
     traffic = IrisTraffic(options.traffic)
     if options.kafka is not None:
         await _ensure_topic(settings, options.topic)
+    if options.traffic_only:
+        if options.kafka is None:
+            raise ValueError("--traffic-only needs --kafka: over HTTP, traffic needs a processor")
+        return await _send_only(settings, options, traffic, out)
     service = Service(settings)
     sender: _Sender
     if options.kafka is not None:
@@ -248,7 +293,13 @@ def _run_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedback-stream demo: {exc}", file=sys.stderr)
         return 2
-    options = DemoOptions(traffic, kafka=args.kafka, topic=args.topic, duration_s=args.duration)
+    options = DemoOptions(
+        traffic,
+        kafka=args.kafka,
+        topic=args.topic,
+        duration_s=args.duration,
+        traffic_only=args.traffic_only,
+    )
     try:
         return asyncio.run(run_demo(settings, options))
     except Exception as exc:
@@ -286,5 +337,10 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("--requests", type=int, default=None, help="stop sending after N")
     parser.add_argument("--seed", type=int, default=0, help="traffic and training seed")
     parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument(
+        "--traffic-only",
+        action="store_true",
+        help="with --kafka: only produce the traffic, for a processor running elsewhere",
+    )
     add_arguments(parser)
     parser.set_defaults(handler=_run_command)

@@ -357,13 +357,5 @@ def _part_event(
     decoded = decode_attributes(attributes, data, time, position)
     if isinstance(decoded, DecodeError):
         return replace(decoded, event_type=_TYPES[kserve, kind], puid=puid)
-    return Event(
-        decoded.kind,
-        decoded.puid,
-        decoded.key,
-        decoded.time,
-        history_identity(kind, puid, key),
-        decoded.classes,
-        decoded.reward,
-        decoded.position,
-    )
+    # replace() keeps every field the decoder set (the class names too).
+    return replace(decoded, identity=history_identity(kind, puid, key))
