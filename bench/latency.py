@@ -2,13 +2,15 @@
 
 The service runs in its own process (its Kafka source on a new topic, its
 HTTP server on a free port). The harness produces the generator's records
-at a steady rate (1k and 5k records/s), stamping each with the time it is
-handed to the producer, and scrapes ``/metrics`` back to back meanwhile.
-A feedback's effect is visible in the first scrape, completed after it was
-sent, whose ``feedback_stream_events_total{type="feedback",status="accepted"}``
-has reached that feedback's rank (one partition: the service applies them
-in order, in the same step as the windows). Latency = end of that scrape
-minus send time, so it includes the scrape's own render.
+at a steady rate (1k and 5k records/s), noting when it hands each feedback
+to the producer, and scrapes ``/metrics`` every 100 ms meanwhile (a load far
+above any Prometheus, so the render cost is in the measurement). The service
+notes when each feedback's batch has been applied: from then on any scrape
+shows it (counters and windows move in the same step). Latency = (applied −
+sent) + the duration of the first scrape that started after it was applied:
+the time until ``/metrics`` returns the effect to a scrape made as soon as
+it could show it. The wait for the next scrape is the scrape interval, a
+Prometheus setting, and is left out.
 
 Baseline: the same produce → consume latency for a raw aiokafka
 ``getmany`` consumer reading the same records in a separate run: the floor
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import re
@@ -38,7 +41,7 @@ from bench.stream import WireRecord, bench_config, wire_stream
 __all__ = ["run"]
 
 TARGET_P99_MS = 50.0
-_SCRAPE_GAP_S = float(os.environ.get("BENCH_SCRAPE_GAP_S", "0.002"))
+_SCRAPE_EVERY_S = 0.1
 RATES = (1000, 5000)
 _FEEDBACK = b"io.seldon.serving.feedback"
 _PROBE = re.compile(rb"^feedback_stream_events_total\{([^}]*)\} (\S+)$", re.MULTILINE)
@@ -89,19 +92,19 @@ async def _produce(
     return sent
 
 
-async def _scrape(port: int, stop: asyncio.Event) -> list[tuple[float, int]]:
-    """(completion time, feedbacks accepted) of back-to-back scrapes until ``stop``."""
+async def _scrape(port: int, stop: asyncio.Event) -> list[tuple[float, float, int]]:
+    """(start, duration, feedbacks accepted) of a scrape every 100 ms until ``stop``."""
     import aiohttp
 
-    seen: list[tuple[float, int]] = []
+    seen: list[tuple[float, float, int]] = []
     url = f"http://127.0.0.1:{port}/metrics"
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
+            start = time.time()
             async with session.get(url) as response:
                 body = await response.read()
-            done = time.time()
-            seen.append((done, _accepted_feedbacks(body)))
-            await asyncio.sleep(_SCRAPE_GAP_S)
+            seen.append((start, time.time() - start, _accepted_feedbacks(body)))
+            await asyncio.sleep(max(0.0, start + _SCRAPE_EVERY_S - time.time()))
     return seen
 
 
@@ -114,16 +117,21 @@ def _accepted_feedbacks(body: bytes) -> int:
 
 
 def _latencies_ours(
-    sent: list[tuple[WireRecord, float]], scrapes: list[tuple[float, int]]
+    sent: list[tuple[WireRecord, float]],
+    applied: dict[str, float],
+    scrapes: list[tuple[float, float, int]],
 ) -> list[float]:
+    """Per feedback: applied - sent + duration of the first scrape started after applying."""
+    starts = [s for s, _, _ in scrapes]
     out: list[float] = []
-    j = 0
-    for rank, (_, t_send) in enumerate(sent, start=1):
-        while j < len(scrapes) and (scrapes[j][1] < rank or scrapes[j][0] < t_send):
-            j += 1
+    for record, t_send in sent:
+        t_applied = applied.get(_ce_id(record).decode())
+        if t_applied is None:
+            continue
+        j = bisect.bisect_left(starts, t_applied)
         if j == len(scrapes):
             break
-        out.append(scrapes[j][0] - t_send)
+        out.append(t_applied - t_send + scrapes[j][1])
     return out
 
 
@@ -144,7 +152,7 @@ def _ready_line(proc: subprocess.Popen[str], prefix: str) -> str:
 
 async def _measure(
     bootstrap: str, records: list[WireRecord], rate: float, ours: bool
-) -> tuple[list[float], float]:
+) -> tuple[list[float], float, dict[str, Any]]:
     topic = new_topic_name("bench-latency")
     await create_topic(bootstrap, topic, 1)
     mode = "serve" if ours else "raw"
@@ -154,6 +162,7 @@ async def _measure(
     try:
         port = int(await asyncio.to_thread(_ready_line, proc, "READY "))
         stop = asyncio.Event()
+        stats: dict[str, Any] = {}
         scraper = asyncio.create_task(_scrape(port, stop)) if ours else None
         t0 = time.time()
         sent = await _produce(bootstrap, topic, records, rate)
@@ -162,7 +171,13 @@ async def _measure(
         stop.set()
         if scraper is not None:
             scrapes = await scraper
-            latencies = _latencies_ours(sent, scrapes)
+            assert proc.stdin is not None
+            proc.stdin.close()
+            applied = json.loads(await asyncio.to_thread(_ready_line, proc, "APPLIED "))
+            stats = json.loads(await asyncio.to_thread(_ready_line, proc, "STATS "))
+            stats["scrape"] = _spread([d for _, d, _ in scrapes])
+            stats["scrapes_seeing_every_feedback"] = scrapes[-1][2] >= len(sent)
+            latencies = _latencies_ours(sent, applied, scrapes)
         else:
             assert proc.stdin is not None
             proc.stdin.close()
@@ -182,7 +197,7 @@ async def _measure(
         await delete_topics(bootstrap, [topic])
     # The first second warms the consumer's fetch loop and the JIT-less caches alike.
     skip = int(len(latencies) * 0.05)
-    return [v * 1000.0 for v in latencies[skip:]], achieved
+    return [v * 1000.0 for v in latencies[skip:]], achieved, stats
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -191,8 +206,8 @@ def run(ctx: Context) -> list[Figure]:
     figures: list[Figure] = []
     for rate in RATES if ctx.scale >= 0.01 else RATES[:1]:
         records = _records(int(rate * seconds))
-        ours, achieved = asyncio.run(_measure(ctx.bootstrap_address, records, rate, True))
-        base, _ = asyncio.run(_measure(ctx.bootstrap_address, records, rate, False))
+        ours, achieved, stats = asyncio.run(_measure(ctx.bootstrap_address, records, rate, True))
+        base, _, _ = asyncio.run(_measure(ctx.bootstrap_address, records, rate, False))
         for q in (50, 99):
             value = percentile(ours, q) if ours else float("nan")
             floor = percentile(base, q) if base else None
@@ -212,6 +227,7 @@ def run(ctx: Context) -> list[Figure]:
                         "achieved_rate": achieved,
                         "seconds": seconds,
                         "max_ms": max(ours) if ours else None,
+                        "where_the_time_goes": stats,
                     },
                 )
             )
@@ -235,15 +251,74 @@ async def _serve(args: argparse.Namespace) -> None:
         http_port=0,
         log_level="WARNING",
     )
-    service = Service(settings)
+    ages: list[float] = []
+    applies: list[float] = []
+    commits: list[float] = []
+    applied: dict[str, float] = {}
+
+    class _Timed(Service):
+        """Notes when each feedback took effect, and where the time went."""
+
+        async def apply(self, records: Sequence[Any]) -> None:
+            start = time.time()
+            ages.extend(start - r.timestamp / 1000.0 for r in records)
+            await super().apply(records)
+            done = time.time()
+            applies.append(done - start)
+            for r in records:
+                headers = dict(r.headers)
+                if headers.get("ce_type") == _FEEDBACK:
+                    applied[headers["ce_id"].decode()] = done
+
+    service = _Timed(settings)
     await service.start()
     try:
-        assert service.kafka is not None
-        await service.kafka.assigned_once.wait()
+        kafka = service.kafka
+        assert kafka is not None
+        commit = kafka._commit
+
+        async def timed_commit(offsets: Any) -> None:
+            start = time.time()
+            await commit(offsets)
+            commits.append(time.time() - start)
+
+        kafka._commit = timed_commit  # type: ignore[method-assign]
+        if os.environ.get("BENCH_EXPERIMENT_BACKGROUND_COMMIT"):
+            # The proposed change, tried from outside: commit without holding up the
+            # next fetch, one commit in flight, the newest offsets winning.
+            latest: dict[Any, int] = {}
+            inflight: list[asyncio.Task[None]] = []
+
+            async def drain() -> None:
+                while latest:
+                    offsets = dict(latest)
+                    latest.clear()
+                    await timed_commit(offsets)
+
+            async def background_commit(offsets: Any) -> None:
+                latest.update(offsets)
+                if not inflight or inflight[-1].done():
+                    inflight.append(asyncio.create_task(drain()))
+
+            kafka._commit = background_commit  # type: ignore[method-assign]
+        await kafka.assigned_once.wait()
         print(f"READY {service.http_port}", flush=True)
         await asyncio.to_thread(sys.stdin.read)
     finally:
         await service.stop()
+    stats = {
+        name: _spread(values)
+        for name, values in (("age_at_apply", ages), ("apply", applies), ("commit", commits))
+    }
+    print("APPLIED " + json.dumps(applied), flush=True)
+    print("STATS " + json.dumps(stats), flush=True)
+
+
+def _spread(seconds: list[float]) -> dict[str, float] | None:
+    if not seconds:
+        return None
+    ms = [s * 1000.0 for s in seconds]
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "count": len(ms)}
 
 
 async def _raw(args: argparse.Namespace) -> None:

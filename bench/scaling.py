@@ -115,7 +115,7 @@ def _run_group(
 def run(ctx: Context) -> list[Figure]:
     assert ctx.bootstrap_address is not None
     bootstrap = ctx.bootstrap_address
-    records = recent_stream(ctx.size(60_000, minimum=300), keyed=True, partitions=_PARTITIONS)
+    records = recent_stream(ctx.size(40_000, minimum=300), keyed=True, partitions=_PARTITIONS)
     topic = new_topic_name("bench-scaling")
 
     async def prepare() -> None:

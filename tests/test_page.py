@@ -1,6 +1,6 @@
 """The live page in headless Chromium: the chart has both predictors' lines, the table data.
 
-Chromium is Debian's package (``scripts/install-chromium.sh``). The page
+Chromium is Debian's package (``scripts/install-system-deps.sh``). The page
 polls the processor's own API; ``--virtual-time-budget`` lets its scripts
 and fetches finish before the screenshot. The PNG is decoded here with
 zlib (no imaging library) and the chart area searched for the two series'
@@ -34,9 +34,11 @@ CHART_TOP, CHART_BOTTOM = 90, 380  # the first deployment's chart in a 1200x900 
 def _chromium() -> str:
     found = shutil.which("chromium")
     if found is None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-chromium.sh")], check=True)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "chromium"], check=True
+        )
         found = shutil.which("chromium")
-    assert found is not None, "scripts/install-chromium.sh did not install chromium"
+    assert found is not None, "scripts/install-system-deps.sh did not install chromium"
     return found
 
 

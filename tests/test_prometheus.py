@@ -34,9 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def _promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-prometheus.sh")], check=True)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "prometheus"], check=True
+        )
         found = shutil.which("promtool")
-    assert found is not None, "scripts/install-prometheus.sh did not install promtool"
+    assert found is not None, "scripts/install-system-deps.sh did not install promtool"
     return found
 
 

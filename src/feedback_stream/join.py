@@ -179,8 +179,16 @@ def _seen(seen: bytes, ident: bytes) -> bool:
 
 
 def _response(entry: _Entry, key: ModelKey) -> _Response | None:
-    for response in _items(entry.responses):
-        if response.key == key:
+    # The decoder shares one ModelKey per label set, so identity settles almost
+    # every comparison before the dataclass __eq__ (which builds two tuples) runs.
+    held = entry.responses
+    if held is None:
+        return None
+    if type(held) is _Response:
+        held_key = held.key
+        return held if held_key is key or held_key == key else None
+    for response in held:  # type: ignore[union-attr]
+        if response.key is key or response.key == key:
             return response
     return None
 
@@ -306,7 +314,7 @@ class JoinStore:
         requests = _items(entry.requests)
         if not requests:
             return None
-        same = [t for k, t in requests if k == key]
+        same = [t for k, t in requests if k is key or k == key]
         return min(same) if same else min(t for _, t in requests)
 
     def _rejoin(

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import DEFAULT_TTL_S, EventStatus, JoinResult, JoinStore
 from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.metrics import Counts
-from feedback_stream.outcomes import Outcome, TimeBasis, to_tick
+from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis, to_tick
 from feedback_stream.windows import ModelWindows, WindowSpec
 
 __all__ = [
@@ -29,6 +29,22 @@ __all__ = [
     "PartitionState",
     "ResultListener",
 ]
+
+_KIND_LABEL: Final = {kind: kind.value for kind in EventKind}
+"""Counter labels by kind: ``StrEnum.value`` is a Python-level property, read per event."""
+
+
+
+def _result_label(correct: bool | None) -> str:
+    """``outcome.result.value`` without building the enum member (per outcome)."""
+    if correct is None:
+        return _UNKNOWN
+    return _CORRECT if correct else _INCORRECT
+
+
+_CORRECT: Final = OutcomeResult.CORRECT.value
+_INCORRECT: Final = OutcomeResult.INCORRECT.value
+_UNKNOWN: Final = OutcomeResult.UNKNOWN.value
 
 OutcomeListener = Callable[[Sequence[Outcome], Sequence[Outcome]], None]
 """Called with (retracted, applied) outcomes after every event that changed any."""
@@ -213,7 +229,7 @@ class PartitionState:
         if item.time > self.clock:
             self.clock = item.time
         result = self.join.add(item)
-        kind = item.kind.value
+        kind = _KIND_LABEL[item.kind]
         if result.status is EventStatus.DUPLICATE:
             self.events.duplicate[kind] += 1
         else:
@@ -242,7 +258,7 @@ class PartitionState:
         for outcome in result.retracted:
             self._windows(outcome.key).retract(outcome)
             counters = self._counters(outcome.key)
-            counters.retracted[outcome.result.value] += 1
+            counters.retracted[_result_label(outcome.correct)] += 1
             if outcome.truth is not None:
                 counters.confusion_retracted[(outcome.truth, outcome.predicted)] += 1
             if outcome.reward is not None:
@@ -253,7 +269,7 @@ class PartitionState:
             windows.advance(clock_tick)
             windows.apply(outcome)
             counters = self._counters(outcome.key)
-            counters.applied[outcome.result.value] += 1
+            counters.applied[_result_label(outcome.correct)] += 1
             if outcome.truth is not None:
                 counters.confusion_applied[(outcome.truth, outcome.predicted)] += 1
             if outcome.reward is not None:

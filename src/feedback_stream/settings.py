@@ -198,7 +198,10 @@ class Settings(BaseSettings):
 # -- the command line ------------------------------------------------------
 
 
-_ALIASES: dict[str, tuple[str, ...]] = {"http_port": ("--port",)}
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "http_port": ("--port",),
+    "history_enabled": ("--history",),
+}
 """Short flags people type most, besides the generated ones."""
 
 
@@ -295,7 +298,8 @@ def env_table() -> list[tuple[str, str, str, str]]:
                 shown = ",".join(str(item) for item in default)
             else:
                 shown = str(default)
-            rows.append(((env + name).upper(), _flag(prefix, name), shown, field.description or ""))
+            flags = ", ".join([_flag(prefix, name), *_ALIASES.get(prefix + name, ())])
+            rows.append(((env + name).upper(), flags, shown, field.description or ""))
 
     walk(Settings, "", ENV_PREFIX)
     return rows
@@ -310,7 +314,8 @@ def markdown_table() -> str:
     for env, flag, default, description in env_table():
         shown = f"`{default}`" if default else ""
         meaning = description.replace("|", "\\|")
-        lines.append(f"| `{env}` | `{flag}` | {shown} | {meaning} |")
+        flags = ", ".join(f"`{one}`" for one in flag.split(", "))
+        lines.append(f"| `{env}` | {flags} | {shown} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

@@ -338,23 +338,26 @@ class ModelWindows:
     from its time or sequence, not from the flag.
     """
 
-    __slots__ = ("specs", "windows")
+    __slots__ = ("_all", "_timed", "specs", "windows")
 
     def __init__(self, specs: Sequence[WindowSpec]) -> None:
         self.specs = tuple(specs)
         self.windows: dict[str, Window] = {spec.name: spec.build() for spec in self.specs}
+        # Tuples for the per-outcome loops; only time windows have a clock to move.
+        self._all = tuple(self.windows.values())
+        self._timed = tuple(w for w in self._all if isinstance(w, SlidingWindow))
 
     def apply(self, outcome: Outcome) -> None:
-        for window in self.windows.values():
+        for window in self._all:
             window.apply(outcome)
 
     def retract(self, outcome: Outcome) -> None:
-        for window in self.windows.values():
+        for window in self._all:
             window.retract(outcome)
         outcome.retracted = True
 
     def advance(self, now_tick: int) -> None:
-        for window in self.windows.values():
+        for window in self._timed:
             window.advance(now_tick)
 
     def counts(self, name: str, now_tick: int) -> Counts:
