@@ -259,16 +259,7 @@ class Service:
             if isinstance(item, DecodeError):
                 self._invalid(item)
                 if self.dlq is not None:
-                    await self.dlq.send(
-                        key=record.key,
-                        value=record.value,
-                        headers=list(record.headers),
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                        reason=item.code,
-                        error=item.reason,
-                    )
+                    await self.dlq.send_record(record, item)
                     self.metrics.on_dead_letter(item.code)
             else:
                 self._process(item)

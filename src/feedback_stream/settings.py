@@ -16,7 +16,6 @@ present) use ``__`` in the environment (``FEEDBACK_STREAM_ES__URL``) and a
 from __future__ import annotations
 
 import argparse
-import json
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -24,6 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from feedback_stream._lists import split_commas
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
 
 __all__ = [
@@ -162,13 +162,7 @@ class Settings(BaseSettings):
     @field_validator("kafka_topics", "windows", "class_allowlist", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
-        """Accept ``a,b`` as well as a JSON list, from the environment and the CLI."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return split_commas(value)
 
     @property
     def kafka_enabled(self) -> bool:

@@ -14,7 +14,6 @@ neither a log line nor ``/api`` output can leak them.
 
 from __future__ import annotations
 
-import json
 import string
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,8 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import NoDecode
+
+from feedback_stream._lists import split_commas
 
 __all__ = [
     "OUTCOME_INDEX_FIELDS",
@@ -87,13 +88,7 @@ class ElasticsearchSettings(BaseModel):
     @field_validator("hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
-        """Accept ``a,b`` as well as a JSON list, as the service's list settings do."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return split_commas(value)
 
     @field_validator("hosts")
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from feedback_stream.decode import DecodeError
 from feedback_stream.settings import Settings
 
 __all__ = [
@@ -99,6 +100,19 @@ class DeadLetterQueue:
         ]
         future = await self._producer.send(self.topic, value=value, key=key, headers=letter_headers)
         self._inflight.append(future)
+
+    async def send_record(self, record: Any, error: DecodeError) -> None:
+        """Queue a consumed record that failed to decode, with its source and reason."""
+        await self.send(
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=error.code,
+            error=error.reason,
+        )
 
     async def flush(self) -> None:
         """Wait for every queued letter's acknowledgement; raises if one failed."""

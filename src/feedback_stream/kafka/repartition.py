@@ -137,7 +137,7 @@ class Repartitioner:
                 if self._dlq is not None:
                     if self._on_invalid is not None:
                         self._on_invalid(item)
-                    await self._dead_letter(record, item)
+                    await self._dlq.send_record(record, item)
                     continue
                 key = None
             else:
@@ -158,19 +158,6 @@ class Repartitioner:
         if self._dlq is not None:
             await self._dlq.flush()
         self.forwarded += len(futures)
-
-    async def _dead_letter(self, record: Record, error: DecodeError) -> None:
-        assert self._dlq is not None
-        await self._dlq.send(
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=error.code,
-            error=error.reason,
-        )
 
     @property
     def assigned(self) -> Collection[TopicPartition]:
