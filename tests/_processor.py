@@ -22,14 +22,20 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from feedback_stream.encode import ReplayRecord
 from feedback_stream.events import ModelKey
-from feedback_stream.generator import IntendedOutcome
+from feedback_stream.generator import (
+    GeneratorConfig,
+    IntendedOutcome,
+    generate_records,
+    intended_outcomes,
+)
 from feedback_stream.service import Service
 from feedback_stream.settings import Settings
 
@@ -54,6 +60,13 @@ def settings(**values: Any) -> Settings:
     return Settings(**base)
 
 
+def kafka_settings(bootstrap: str, topic: str, group: str, **values: Any) -> Settings:
+    """Test settings of a processor reading ``topic`` as a member of consumer group ``group``."""
+    return settings(
+        kafka_bootstrap_servers=bootstrap, kafka_topics=[topic], kafka_group_id=group, **values
+    )
+
+
 @asynccontextmanager
 async def running(config: Settings) -> AsyncIterator[tuple[Service, str]]:
     """A started service and its base URL; stopped (gracefully) on exit."""
@@ -74,6 +87,13 @@ async def get_json(url: str) -> Any:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200, await response.text()
         return await response.json()
+
+
+async def scrape(service: Service) -> dict[tuple[str, Labels], float]:
+    """Every sample of a running service's /metrics page."""
+    status, text = await get_text(f"http://127.0.0.1:{service.http_port}/metrics")
+    assert status == 200, text
+    return parse_metrics(text)
 
 
 def parse_metrics(text: str) -> dict[tuple[str, Labels], float]:
@@ -101,6 +121,23 @@ def sample_sum(samples: Mapping[tuple[str, Labels], float], name: str, **match: 
     """Sum of the samples of ``name`` whose labels include ``match``."""
     wanted = set(match.items())
     return sum(v for (n, labels), v in samples.items() if n == name and wanted <= labels)
+
+
+def summed(
+    scrapes: Iterable[Mapping[tuple[str, Labels], float]], key: ModelKey, name: str, **extra: str
+) -> float:
+    """One model's sample summed over the scrapes of a group's members (absent counts 0)."""
+    labels = model_labels(key, **extra)
+    return sum(scrape.get((name, labels), 0.0) for scrape in scrapes)
+
+
+def net_outcomes(
+    scrapes: Sequence[Mapping[tuple[str, Labels], float]], key: ModelKey, result: str
+) -> float:
+    """Outcomes of ``result`` counted minus those retracted by amendments, over all members."""
+    return summed(scrapes, key, "feedback_stream_outcomes_total", result=result) - summed(
+        scrapes, key, "feedback_stream_outcomes_retracted_total", result=result
+    )
 
 
 # -- the oracle ---------------------------------------------------------------------
@@ -160,6 +197,11 @@ def oracle(outcomes: Iterable[IntendedOutcome]) -> dict[ModelKey, Expected]:
             confusion=dict(confusion),
         )
     return result
+
+
+def planned(config: GeneratorConfig) -> tuple[list[ReplayRecord], dict[ModelKey, Expected]]:
+    """A generated stream and the oracle's metrics over the outcomes it was built to produce."""
+    return list(generate_records(config)), oracle(intended_outcomes(config))
 
 
 def assert_window_matches(window: Mapping[str, Any], expected: Expected) -> None:
@@ -259,6 +301,23 @@ async def produce(
     finally:
         await producer.stop()
     return [(m.partition, m.offset) for m in metadata]
+
+
+async def read_topic(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """At least the first ``count`` records of ``topic``, read from the start outside any group."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    got: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(got) < count:
+            batch = await consumer.getmany(timeout_ms=5000)
+            assert batch, f"only {len(got)} of {count} records arrived on {topic}"
+            got.extend(record for records in batch.values() for record in records)
+    finally:
+        await consumer.stop()
+    return got
 
 
 async def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> None:

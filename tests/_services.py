@@ -371,6 +371,22 @@ def _wait(ready: object, process: subprocess.Popen[bytes], log: Path, name: str)
     raise ServiceError(f"{name} not ready after {_START_TIMEOUT_S:.0f}s:\n{_tail(log)}")
 
 
+def system_tool(name: str, package: str) -> str:
+    """The path of the command ``name``, installing Debian's ``package`` when it is missing.
+
+    Tests that drive a real tool (Chromium, promtool) install it on first use
+    rather than skip: a skipped test proves nothing.
+    """
+    found = shutil.which(name)
+    if found is None:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), package], check=True
+        )
+        found = shutil.which(name)
+    assert found is not None, f"scripts/install-system-deps.sh did not install {name}"
+    return found
+
+
 # -- run folders and processes ---------------------------------------------
 
 

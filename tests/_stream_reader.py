@@ -18,6 +18,18 @@ from feedback_stream.encode import (
 from feedback_stream.events import ModelKey
 from feedback_stream.generator import DeploymentSpec, GeneratorConfig, generate_records
 
+# EVENTS.md (Kafka, direct logging): the eight headers Seldon's v1 executor puts on a record.
+DIRECT_HEADERS = {
+    "type",
+    "content-type",
+    "modelid",
+    "requestid",
+    "inferenceservicename",
+    "namespace",
+    "endpoint",
+    "protocol",
+}
+
 
 def records(**changes: Any) -> list[ReplayRecord]:
     return list(generate_records(GeneratorConfig(**changes)))

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from feedback_stream.cli import build_parser
 from feedback_stream.settings import Settings
+from tests._services import system_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -258,14 +259,7 @@ def interpolate(expr: str, *, window: str = "total") -> str:
 
 def prometheus_binary(name: str) -> str:
     """``promtool`` or ``prometheus``, installed from Debian's package when missing."""
-    found = shutil.which(name)
-    if found is None:
-        subprocess.run(
-            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "prometheus"], check=True
-        )
-        found = shutil.which(name)
-    assert found, f"scripts/install-system-deps.sh did not install {name}"
-    return found
+    return system_tool(name, "prometheus")
 
 
 def _promtool() -> str:

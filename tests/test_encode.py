@@ -25,6 +25,7 @@ from feedback_stream.encode import (
     uuid_from_int,
     v2_outputs,
 )
+from tests._stream_reader import DIRECT_HEADERS
 
 ATTRS = {
     "specversion": "1.0",
@@ -86,16 +87,7 @@ def test_structured_value_holds_attributes_and_data() -> None:
 
 def test_direct_headers_are_the_executors_eight() -> None:
     headers = seldon_direct_headers(ATTRS, JSON)
-    assert set(headers) == {
-        "type",
-        "content-type",
-        "modelid",
-        "requestid",
-        "inferenceservicename",
-        "namespace",
-        "endpoint",
-        "protocol",
-    }
+    assert set(headers) == DIRECT_HEADERS
 
 
 def test_direct_headers_leave_out_missing_attributes() -> None:

@@ -71,6 +71,11 @@ def settings_for(url: str, **kwargs: Any) -> ElasticsearchSettings:
     return ElasticsearchSettings(hosts=[url], max_retries=0, request_timeout_s=10, **kwargs)
 
 
+def basic_auth(proxy: TlsProxy, password: str, **kwargs: Any) -> ElasticsearchSettings:
+    """Settings for the proxy's basic-auth door as its user, with ``password``."""
+    return settings_for(proxy.basic_url, username=proxy.username, password=password, **kwargs)
+
+
 async def connect(settings: ElasticsearchSettings) -> None:
     client = create_client(settings)
     try:
@@ -95,10 +100,9 @@ async def seed_namespace(es_url: str) -> AsyncIterator[str]:
 async def test_basic_auth_over_tls_reads_history_and_writes_outcomes(
     tls_proxy: TlsProxy, seed_namespace: str, all_logs: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(
-        tls_proxy.basic_url,
-        username=tls_proxy.username,
-        password=PASSWORD,
+    settings = basic_auth(
+        tls_proxy,
+        PASSWORD,
         ca_certs=tls_proxy.ca_certs,
         sink_enabled=True,
         sink_flush_interval_s=0.05,
@@ -128,12 +132,7 @@ async def test_basic_auth_over_tls_reads_history_and_writes_outcomes(
 async def test_wrong_password_is_a_clear_authentication_error(
     tls_proxy: TlsProxy, all_logs: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(
-        tls_proxy.basic_url,
-        username=tls_proxy.username,
-        password="wrong-password-123",
-        ca_certs=tls_proxy.ca_certs,
-    )
+    settings = basic_auth(tls_proxy, "wrong-password-123", ca_certs=tls_proxy.ca_certs)
     with pytest.raises(EsAuthenticationError) as caught:
         await connect(settings)
     message = str(caught.value)
@@ -162,18 +161,10 @@ async def test_missing_credentials_are_refused(tls_proxy: TlsProxy) -> None:
 async def test_untrusted_certificate_is_a_clear_tls_error(
     tls_proxy: TlsProxy, tmp_path: Path
 ) -> None:
-    settings = settings_for(tls_proxy.basic_url, username=tls_proxy.username, password=PASSWORD)
     with pytest.raises(EsTlsError, match="ca_certs"):
-        await connect(settings)
+        await connect(basic_auth(tls_proxy, PASSWORD))
     # Skipping verification is possible, and explicit.
-    await connect(
-        settings_for(
-            tls_proxy.basic_url,
-            username=tls_proxy.username,
-            password=PASSWORD,
-            verify_certs=False,
-        )
-    )
+    await connect(basic_auth(tls_proxy, PASSWORD, verify_certs=False))
 
 
 async def test_api_key_is_sent_and_checked(
@@ -189,10 +180,9 @@ async def test_api_key_is_sent_and_checked(
 async def test_sink_with_wrong_credentials_keeps_the_outcomes_and_says_why(
     tls_proxy: TlsProxy, all_logs: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(
-        tls_proxy.basic_url,
-        username=tls_proxy.username,
-        password="wrong-password-123",
+    settings = basic_auth(
+        tls_proxy,
+        "wrong-password-123",
         ca_certs=tls_proxy.ca_certs,
         sink_enabled=True,
         sink_flush_interval_s=0.05,

@@ -44,15 +44,6 @@ WINDOWS = ("total", "5m")
 
 
 @pytest.fixture
-async def es(es_url: str) -> AsyncIterator[AsyncElasticsearch]:
-    client = create_client(ElasticsearchSettings(hosts=[es_url]))
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
 async def namespace(es: AsyncElasticsearch) -> AsyncIterator[str]:
     """A namespace of this test's own, so its indices are its own."""
     ns = f"t{uuid.uuid4().hex[:10]}"

@@ -38,15 +38,6 @@ FAST = {
 
 
 @pytest.fixture
-async def es(es_url: str) -> AsyncIterator[AsyncElasticsearch]:
-    client = create_client(ElasticsearchSettings(hosts=[es_url]))
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
 async def namespace(es: AsyncElasticsearch) -> AsyncIterator[str]:
     ns = f"s{uuid.uuid4().hex[:10]}"
     yield ns
@@ -63,12 +54,33 @@ def outcomes(ns: str, start: int, count: int) -> list[Outcome]:
     return out
 
 
-def feed_seed(engine: Engine, ns: str, messages: list[tuple[dict[str, str], object]]) -> None:
+def feed_seed(engine: Engine, messages: list[tuple[dict[str, str], object]]) -> None:
     for n, (headers, body) in enumerate(messages):
         at = time.time()
         item = decode_http(headers, json.dumps(body), at, SourcePosition("http", 0, n))
         assert not isinstance(item, DecodeError), item
         engine.process_event(item)
+
+
+def sinking_engine(sink: OutcomeSink) -> Engine:
+    """An engine whose outcomes and join results all go to ``sink``."""
+    engine = Engine(("total",))
+    engine.add_outcome_listener(sink.on_outcomes)
+    engine.add_result_listener(sink.on_result)
+    return engine
+
+
+async def feed_and_refresh(
+    es: AsyncElasticsearch,
+    sink: OutcomeSink,
+    engine: Engine,
+    messages: list[tuple[dict[str, str], object]],
+    index: str,
+) -> None:
+    """Feed ``messages``, flush the sink and refresh ``index`` so searches see them."""
+    feed_seed(engine, messages)
+    await sink.flush()
+    await es.indices.refresh(index=index)
 
 
 async def test_round_trip_answers_the_seed_aggregations(
@@ -78,12 +90,8 @@ async def test_round_trip_answers_the_seed_aggregations(
     messages = seed_messages(namespace)
     index = f"feedback-outcomes-{namespace}-sklearn"
     async with OutcomeSink(es, settings) as sink:
-        engine = Engine(("total",))
-        engine.add_outcome_listener(sink.on_outcomes)
-        engine.add_result_listener(sink.on_result)
-        feed_seed(engine, namespace, messages)
-        await sink.flush()
-        await es.indices.refresh(index=index)
+        engine = sinking_engine(sink)
+        await feed_and_refresh(es, sink, engine, messages, index)
         assert (await es.count(index=index))["count"] == 100
 
         found = await es.search(
@@ -111,12 +119,7 @@ async def test_round_trip_answers_the_seed_aggregations(
         assert mapping["feedback_time"]["type"] == "date"
 
         # The same history again (a restart): the same documents, no copies.
-        again = Engine(("total",))
-        again.add_outcome_listener(sink.on_outcomes)
-        again.add_result_listener(sink.on_result)
-        feed_seed(again, namespace, messages)
-        await sink.flush()
-        await es.indices.refresh(index=index)
+        await feed_and_refresh(es, sink, sinking_engine(sink), messages, index)
         assert (await es.count(index=index))["count"] == 100
 
         # An amendment overwrites the outcome it amends.
@@ -127,9 +130,7 @@ async def test_round_trip_answers_the_seed_aggregations(
             "reward": 0,
             "truth": {"data": {"names": ["t:0", "t:1", "t:2"], "ndarray": [[1, 0, 0]]}},
         }
-        feed_seed(engine, namespace, [(amended, wrong)])
-        await sink.flush()
-        await es.indices.refresh(index=index)
+        await feed_and_refresh(es, sink, engine, [(amended, wrong)], index)
         key = ModelKey(namespace, "sklearn", "default", "irisclassifier-default")
         doc = await es.get(index=index, id=outcome_id(key, puid, 0))
         assert doc["_source"]["correct"] is False
@@ -167,9 +168,7 @@ async def test_elasticsearch_down_mid_run_keeps_serving_and_catches_up(
         assert sink.stats.last_error is not None
         assert "unreachable" in sink.stats.last_error
         # The processor goes on joining and serving metrics meanwhile.
-        engine = Engine(("total",))
-        engine.add_outcome_listener(sink.on_outcomes)
-        engine.add_result_listener(sink.on_result)
+        engine = sinking_engine(sink)
         key = ModelKey(namespace, "iris", "default", "clf")
         for i in range(50, 70):
             for kind, classes, reward in (("response", ("a",), None), ("feedback", ("b",), 0.0)):

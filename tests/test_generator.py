@@ -31,6 +31,7 @@ from feedback_stream.generator import (
     write_jsonl,
 )
 from tests._stream_reader import (
+    DIRECT_HEADERS,
     attrs,
     by_type,
     classes,
@@ -54,16 +55,6 @@ SELDON_CE_HEADERS = {
     "ce_endpoint",
     "ce_protocol",
     "content-type",
-}
-DIRECT_HEADERS = {
-    "type",
-    "content-type",
-    "modelid",
-    "requestid",
-    "inferenceservicename",
-    "namespace",
-    "endpoint",
-    "protocol",
 }
 
 

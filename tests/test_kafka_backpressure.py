@@ -7,7 +7,7 @@ import time
 import pytest
 
 from feedback_stream.generator import DeploymentSpec, GeneratorConfig, generate_records
-from tests._processor import create_topic, produce, running, settings, unique, wait_until
+from tests._processor import create_topic, kafka_settings, produce, running, unique, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -26,10 +26,10 @@ async def test_pending_joins_pause_and_expiry_resumes(kafka_bootstrap: str) -> N
     records = list(generate_records(config))
     await create_topic(kafka_bootstrap, topic)
     await produce(kafka_bootstrap, topic, records)
-    config_ = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=unique("backpressure"),
+    config_ = kafka_settings(
+        kafka_bootstrap,
+        topic,
+        unique("backpressure"),
         kafka_max_batch=20,
         kafka_max_pending=50,
         ttl_s=1.0,

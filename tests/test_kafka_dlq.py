@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from feedback_stream.decode import DecodeError, decode_kafka_record
 from feedback_stream.events import SourcePosition
-from feedback_stream.generator import (
-    DeploymentSpec,
-    GeneratorConfig,
-    generate_records,
-    intended_outcomes,
-)
+from feedback_stream.generator import DeploymentSpec, GeneratorConfig
 from feedback_stream.kafka.dlq import (
     HEADER_ERROR,
     HEADER_OFFSET,
@@ -29,13 +22,14 @@ from tests._processor import (
     create_topic,
     get_json,
     get_text,
-    oracle,
+    kafka_settings,
     parse_metrics,
+    planned,
     produce,
+    read_topic,
     record_value,
     running,
     sample_sum,
-    settings,
     unique,
     wait_until,
 )
@@ -57,7 +51,7 @@ async def test_bad_records_land_in_the_dlq_and_good_ones_still_count(kafka_boots
         partitions=2,
         topic=topic,
     )
-    records = list(generate_records(config))
+    records, expected = planned(config)
     await create_topic(kafka_bootstrap, topic, partitions=2)
     await create_topic(kafka_bootstrap, dlq, partitions=1)
     positions = await produce(kafka_bootstrap, topic, records)
@@ -72,12 +66,8 @@ async def test_bad_records_land_in_the_dlq_and_good_ones_still_count(kafka_boots
     assert len(invalid) >= 10
     assert len(Counter(code for code, _ in invalid.values())) >= 3
 
-    service_settings = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=unique("dlq"),
-        dlq_topic=dlq,
-        windows=["total"],
+    service_settings = kafka_settings(
+        kafka_bootstrap, topic, unique("dlq"), dlq_topic=dlq, windows=["total"]
     )
     async with running(service_settings) as (service, url):
         assert service.kafka is not None
@@ -86,21 +76,8 @@ async def test_bad_records_land_in_the_dlq_and_good_ones_still_count(kafka_boots
         samples = parse_metrics((await get_text(f"{url}/metrics"))[1])
         document = await get_json(f"{url}/api/v1/metrics")
 
-    letters: list[Any] = []
-    consumer = AIOKafkaConsumer(
-        dlq, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        while len(letters) < len(invalid):
-            batch = await consumer.getmany(timeout_ms=5000)
-            assert batch, f"only {len(letters)} of {len(invalid)} dead letters arrived"
-            letters.extend(r for records_ in batch.values() for r in records_)
-    finally:
-        await consumer.stop()
-
     seen = {}
-    for letter in letters:
+    for letter in await read_topic(kafka_bootstrap, dlq, len(invalid)):
         headers = {name: value.decode() for name, value in letter.headers}
         assert headers[HEADER_TOPIC] == topic
         position = (int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET]))
@@ -118,7 +95,6 @@ async def test_bad_records_land_in_the_dlq_and_good_ones_still_count(kafka_boots
     assert sample_sum(samples, "feedback_stream_events_total", status="invalid") == len(invalid)
 
     # The good records around the bad ones still count, exactly.
-    expected = oracle(intended_outcomes(config))
     for model in document["models"]:
         key = next(k for k in expected if k.predictor == model["predictor"])
         assert_window_matches(model["windows"]["total"], expected[key])

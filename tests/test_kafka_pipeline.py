@@ -11,8 +11,6 @@ from feedback_stream.generator import (
     DeploymentSpec,
     GeneratorConfig,
     PredictorSpec,
-    generate_records,
-    intended_outcomes,
 )
 from feedback_stream.service import Service
 from tests._processor import (
@@ -21,12 +19,15 @@ from tests._processor import (
     create_topic,
     get_json,
     get_text,
+    kafka_settings,
     model_labels,
-    oracle,
+    net_outcomes,
     parse_metrics,
+    planned,
     produce,
     running,
-    settings,
+    scrape,
+    summed,
     unique,
     wait_until,
 )
@@ -80,8 +81,7 @@ def _accepted(document: dict[str, object]) -> int:
 async def test_four_encodings_through_kafka_equal_sklearn(kafka_bootstrap: str) -> None:
     topic = unique("e2e")
     config = _four_encodings(topic, partitions=3, keyed=False)
-    records = list(generate_records(config))
-    expected = oracle(intended_outcomes(config))
+    records, expected = planned(config)
     assert {key.deployment for key in expected} == {
         "iris-binary",
         "iris-structured",
@@ -90,12 +90,7 @@ async def test_four_encodings_through_kafka_equal_sklearn(kafka_bootstrap: str) 
     }
     await create_topic(kafka_bootstrap, topic, partitions=3)
     await produce(kafka_bootstrap, topic, records)
-    service_settings = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=unique("e2e"),
-        windows=WINDOWS,
-    )
+    service_settings = kafka_settings(kafka_bootstrap, topic, unique("e2e"), windows=WINDOWS)
     async with running(service_settings) as (service, url):
         assert service.kafka is not None
         kafka = service.kafka
@@ -134,16 +129,9 @@ async def test_two_processors_in_one_group_sum_to_the_oracle(kafka_bootstrap: st
     topic = unique("group")
     group = unique("group")
     config = _four_encodings(topic, partitions=2, keyed=True)
-    records = list(generate_records(config))
-    expected = oracle(intended_outcomes(config))
+    records, expected = planned(config)
     await create_topic(kafka_bootstrap, topic, partitions=2)
-    member = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=group,
-        route="partition",
-        windows=WINDOWS,
-    )
+    member = kafka_settings(kafka_bootstrap, topic, group, route="partition", windows=WINDOWS)
     first = Service(member)
     second = Service(member)
     await first.start()
@@ -157,34 +145,22 @@ async def test_two_processors_in_one_group_sum_to_the_oracle(kafka_bootstrap: st
         )
         await produce(kafka_bootstrap, topic, records)
         await wait_until(lambda: a.records + b.records == len(records), 60, "every record")
-        scrapes = []
-        for service in (first, second):
-            status, text = await get_text(f"http://127.0.0.1:{service.http_port}/metrics")
-            assert status == 200
-            scrapes.append(parse_metrics(text))
+        scrapes = [await scrape(service) for service in (first, second)]
     finally:
         await first.stop()
         await second.stop()
     assert a.records > 0
     assert b.records > 0
 
-    def summed(key: ModelKey, name: str, **extra: str) -> float:
-        labels = model_labels(key, **extra)
-        return sum(scrape.get((name, labels), 0.0) for scrape in scrapes)
-
     for key, want in expected.items():
-
-        def net(result: str, key: ModelKey = key) -> float:
-            return summed(key, "feedback_stream_outcomes_total", result=result) - summed(
-                key, "feedback_stream_outcomes_retracted_total", result=result
-            )
-
-        assert net("correct") == want.correct
-        assert net("incorrect") == want.outcomes - want.correct
+        assert net_outcomes(scrapes, key, "correct") == want.correct
+        assert net_outcomes(scrapes, key, "incorrect") == want.outcomes - want.correct
         for (truth, predicted), count in want.confusion.items():
             cell = {"true_class": truth, "predicted_class": predicted}
-            applied = summed(key, "feedback_stream_confusion_total", **cell)
-            retracted = summed(key, "feedback_stream_confusion_retracted_total", **cell)
+            applied = summed(scrapes, key, "feedback_stream_confusion_total", **cell)
+            retracted = summed(scrapes, key, "feedback_stream_confusion_retracted_total", **cell)
             assert applied - retracted == count
-        assert summed(key, "feedback_stream_window_known", window="total") == want.known
-        assert summed(key, "feedback_stream_window_correct", window="total") == want.correct
+        assert summed(scrapes, key, "feedback_stream_window_known", window="total") == want.known
+        assert (
+            summed(scrapes, key, "feedback_stream_window_correct", window="total") == want.correct
+        )

@@ -8,22 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from feedback_stream.events import ModelKey
-from feedback_stream.generator import (
-    DeploymentSpec,
-    GeneratorConfig,
-    generate_records,
-    intended_outcomes,
-)
+from feedback_stream.generator import DeploymentSpec, GeneratorConfig
 from feedback_stream.service import Service
 from tests._processor import (
     create_topic,
-    get_text,
-    model_labels,
-    oracle,
-    parse_metrics,
+    kafka_settings,
+    net_outcomes,
+    planned,
     produce,
-    settings,
+    scrape,
+    summed,
     unique,
     wait_until,
 )
@@ -49,14 +43,13 @@ async def test_a_member_joining_mid_stream_takes_its_partitions_state(
         keyed=True,
         topic=topic,
     )
-    records = list(generate_records(config))
+    records, expected = planned(config)
     first, second = records[: len(records) // 2], records[len(records) // 2 :]
-    expected = oracle(intended_outcomes(config))
     await create_topic(kafka_bootstrap, topic, partitions=2)
-    member = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=group,
+    member = kafka_settings(
+        kafka_bootstrap,
+        topic,
+        group,
         route="partition",
         state_dir=str(tmp_path),
         windows=["total"],
@@ -79,23 +72,16 @@ async def test_a_member_joining_mid_stream_takes_its_partitions_state(
         assert joiner.engine.states
         await produce(kafka_bootstrap, topic, second)
         await wait_until(lambda: a.records + b.records == len(records), 60, "the second half")
-        scrapes = [
-            parse_metrics((await get_text(f"http://127.0.0.1:{s.http_port}/metrics"))[1])
-            for s in (alone, joiner)
-        ]
+        scrapes = [await scrape(s) for s in (alone, joiner)]
     finally:
         await joiner.stop()
         await alone.stop()
 
-    def summed(key: ModelKey, name: str, **extra: str) -> float:
-        return sum(s.get((name, model_labels(key, **extra)), 0.0) for s in scrapes)
-
     for key, want in expected.items():
         # Windows: the state of each partition lives in exactly one member.
-        assert summed(key, "feedback_stream_window_known", window="total") == want.known
-        assert summed(key, "feedback_stream_window_correct", window="total") == want.correct
-        # Counters: each member counted what it applied; together, every outcome once.
-        net_correct = summed(key, "feedback_stream_outcomes_total", result="correct") - summed(
-            key, "feedback_stream_outcomes_retracted_total", result="correct"
+        assert summed(scrapes, key, "feedback_stream_window_known", window="total") == want.known
+        assert (
+            summed(scrapes, key, "feedback_stream_window_correct", window="total") == want.correct
         )
-        assert net_correct == want.correct
+        # Counters: each member counted what it applied; together, every outcome once.
+        assert net_outcomes(scrapes, key, "correct") == want.correct

@@ -5,25 +5,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from feedback_stream.events import ModelKey
-from feedback_stream.generator import (
-    DeploymentSpec,
-    GeneratorConfig,
-    generate_records,
-    intended_outcomes,
-)
+from feedback_stream.generator import DeploymentSpec, GeneratorConfig
 from feedback_stream.kafka.repartition import stable_id_headers
 from feedback_stream.service import Service
 from tests._processor import (
     create_topic,
-    get_text,
-    model_labels,
-    oracle,
-    parse_metrics,
+    kafka_settings,
+    planned,
     produce,
-    settings,
+    read_topic,
+    scrape,
+    summed,
     unique,
     wait_until,
 )
@@ -59,17 +52,10 @@ async def test_a_group_joins_unkeyed_records_through_the_repartition_topic(
         keyed=False,
         topic=raw,
     )
-    records = list(generate_records(config))
-    expected = oracle(intended_outcomes(config))
+    records, expected = planned(config)
     await create_topic(kafka_bootstrap, raw, partitions=2)
     await create_topic(kafka_bootstrap, keyed, partitions=2)
-    member = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[raw],
-        kafka_group_id=group,
-        repartition_topic=keyed,
-        windows=["total"],
-    )
+    member = kafka_settings(kafka_bootstrap, raw, group, repartition_topic=keyed, windows=["total"])
     replicas = [Service(member), Service(member)]
     for replica in replicas:
         await replica.start()
@@ -91,38 +77,23 @@ async def test_a_group_joins_unkeyed_records_through_the_repartition_topic(
             return sum(r.kafka.records for r in replicas if r.kafka is not None)
 
         await wait_until(lambda: processed() == len(records), 60, "every record processed")
-        scrapes = [
-            parse_metrics((await get_text(f"http://127.0.0.1:{r.http_port}/metrics"))[1])
-            for r in replicas
-        ]
+        scrapes = [await scrape(r) for r in replicas]
         assert all(r.engine.route == "partition" for r in replicas)
     finally:
         for replica in replicas:
             await replica.stop()
 
-    def summed(key: ModelKey, name: str, **extra: str) -> float:
-        return sum(s.get((name, model_labels(key, **extra)), 0.0) for s in scrapes)
-
     for key, want in expected.items():
-        assert summed(key, "feedback_stream_window_known", window="total") == want.known
-        assert summed(key, "feedback_stream_window_correct", window="total") == want.correct
-        assert summed(key, "feedback_stream_outcomes_total", result="correct") == want.correct
+        assert summed(scrapes, key, "feedback_stream_window_known", window="total") == want.known
+        assert (
+            summed(scrapes, key, "feedback_stream_window_correct", window="total") == want.correct
+        )
+        assert (
+            summed(scrapes, key, "feedback_stream_outcomes_total", result="correct") == want.correct
+        )
 
-    consumer = AIOKafkaConsumer(
-        keyed, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        partition_of: dict[bytes, set[int]] = {}
-        read = 0
-        while read < len(records):
-            batch = await consumer.getmany(timeout_ms=5000)
-            assert batch
-            for tp, rs in batch.items():
-                for r in rs:
-                    assert r.key is not None
-                    partition_of.setdefault(r.key, set()).add(tp.partition)
-                    read += 1
-    finally:
-        await consumer.stop()
+    partition_of: dict[bytes, set[int]] = {}
+    for r in await read_topic(kafka_bootstrap, keyed, len(records)):
+        assert r.key is not None
+        partition_of.setdefault(r.key, set()).add(r.partition)
     assert all(len(partitions) == 1 for partitions in partition_of.values())

@@ -13,22 +13,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import generate_latest
 
-from feedback_stream.generator import (
-    DeploymentSpec,
-    GeneratorConfig,
-    generate_records,
-    intended_outcomes,
-)
+from feedback_stream.generator import DeploymentSpec, GeneratorConfig, generate_records
 from feedback_stream.service import Service
 from tests._processor import (
     assert_window_matches,
     create_topic,
     get_json,
-    oracle,
+    kafka_settings,
     parse_metrics,
+    planned,
     produce,
     sample_sum,
-    settings,
     unique,
     wait_until,
 )
@@ -66,14 +61,13 @@ async def test_sigterm_commits_checkpoints_and_a_new_processor_resumes(
         partitions=2,
         topic=topic,
     )
-    records = list(generate_records(config))
+    records, expected = planned(config)
     first, second = records[: len(records) // 2], records[len(records) // 2 :]
-    expected = oracle(intended_outcomes(config))
     await create_topic(kafka_bootstrap, topic, partitions=2)
-    member = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=group,
+    member = kafka_settings(
+        kafka_bootstrap,
+        topic,
+        group,
         kafka_max_batch=25,
         state_dir=str(tmp_path / "state"),
         windows=["total", "1000"],
@@ -149,12 +143,8 @@ async def test_a_stale_checkpoint_is_not_restored(kafka_bootstrap: str, tmp_path
     records = list(generate_records(config))
     await create_topic(kafka_bootstrap, topic, partitions=1)
     await produce(kafka_bootstrap, topic, records)
-    member = settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topics=[topic],
-        kafka_group_id=group,
-        state_dir=str(tmp_path),
-        windows=["total"],
+    member = kafka_settings(
+        kafka_bootstrap, topic, group, state_dir=str(tmp_path), windows=["total"]
     )
     old = Service(member)
     await old.start()

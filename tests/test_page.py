@@ -10,9 +10,7 @@ colours.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import struct
-import subprocess
 import zlib
 from pathlib import Path
 
@@ -21,10 +19,10 @@ import pytest
 
 from feedback_stream.demo.traffic import DemoConfig, IrisTraffic
 from tests._processor import running, settings
+from tests._services import system_tool
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 1200, 900
 DEFAULT_BLUE = (0x09, 0x69, 0xDA)  # COLORS[0] in page.js: the first series (default)
 SHADOW_RED = (0xCF, 0x22, 0x2E)  # COLORS[1]: the second series (shadow)
@@ -32,14 +30,7 @@ CHART_TOP, CHART_BOTTOM = 90, 380  # the first deployment's chart in a 1200x900 
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        subprocess.run(
-            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "chromium"], check=True
-        )
-        found = shutil.which("chromium")
-    assert found is not None, "scripts/install-system-deps.sh did not install chromium"
-    return found
+    return system_tool("chromium", "chromium")
 
 
 async def _chromium_run(url: str, profile: Path, *mode: str) -> bytes:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
-import subprocess
 from asyncio.subprocess import PIPE, STDOUT
 from pathlib import Path
 
@@ -27,19 +25,11 @@ from tests._processor import (
     sample_sum,
     settings,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests._services import system_tool
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        subprocess.run(
-            ["bash", str(ROOT / "scripts" / "install-system-deps.sh"), "prometheus"], check=True
-        )
-        found = shutil.which("promtool")
-    assert found is not None, "scripts/install-system-deps.sh did not install promtool"
-    return found
+    return system_tool("promtool", "prometheus")
 
 
 def _iris(n: int, feedback_share: float = 0.8) -> list[SimulatedRequest]:

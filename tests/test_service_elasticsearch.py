@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from elasticsearch import AsyncElasticsearch
 
 from feedback_stream.demo.traffic import DemoConfig, IrisTraffic
-from feedback_stream.es._client import create_client
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
 from tests._es_helpers import delete_indices, seed_messages
 from tests._processor import get_json, get_text, parse_metrics, running, settings, wait_until
 from tests._request_logger import log_messages
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-async def es(es_url: str) -> AsyncIterator[AsyncElasticsearch]:
-    client = create_client(ElasticsearchSettings(hosts=[es_url]))
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_history_is_loaded_before_the_service_is_ready(

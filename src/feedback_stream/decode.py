@@ -258,13 +258,14 @@ def _lower_headers(
 ) -> dict[str, str]:
     """Header names in lower case, values as text; later duplicates win.
 
-    aiokafka hands over a list of ``(name, bytes)`` whose names producers
-    write in lower case: that case is read in one comprehension (about a
-    quarter of the general loop's cost, which dominated decoding). Anything
+    aiokafka hands over a tuple of ``(name, bytes)`` (its ``ConsumerRecord``
+    holds ``tuple(record.headers)``) whose names producers write in lower
+    case: that case is read in one comprehension (about a quarter of the
+    general loop's cost, which dominated decoding). Anything
     else (upper-case names, ``None`` values, text that is not UTF-8) goes
     through the general loop, which also produces the precise error.
     """
-    if type(headers) is list:
+    if type(headers) is tuple or type(headers) is list:
         try:
             fast: dict[str, str] = {name: raw.decode() for name, raw in headers}  # type: ignore[union-attr]
             names = "\x00".join(fast)

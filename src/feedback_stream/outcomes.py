@@ -142,5 +142,7 @@ def is_conflict(
     """
     if truth is None or reward is None:
         return False
-    all_right = all(t == p for t, p in zip(truth, predicted, strict=True))
+    if len(truth) != len(predicted):
+        raise ValueError(f"{len(truth)} truth rows for {len(predicted)} predicted rows")
+    all_right = truth == predicted  # tuples of classes, row by row
     return (reward == 1.0 and not all_right) or (reward == 0.0 and all_right)

@@ -49,6 +49,7 @@ from elasticsearch import AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from feedback_stream._gc import tune_collector
 from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.es._client import create_client
@@ -488,6 +489,7 @@ class Service:
         with self.stop_on_signals():
             try:
                 await self.start()
+                tune_collector()  # GC settings for a long-lived heap: see feedback_stream._gc
                 await self.serve()
             finally:
                 await self.stop()
