@@ -20,10 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ContenderResult", "model_name", "report", "run_contender"]
+__all__ = ["ContenderResult", "as_in_service_run", "model_name", "report", "run_contender"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _MARKER = "BENCH-RESULT "
+
+
+def as_in_service_run() -> None:
+    """What ``Service.run()`` does after ``start()``, for children that call ``start()``.
+
+    The children drive the service's own start/stop (to time it, and to stop
+    it when the stream is read) rather than ``run()``, which waits for a
+    signal; they apply the same process settings ``run()`` applies.
+    """
+    from feedback_stream._gc import tune_collector
+
+    tune_collector()
 
 
 def model_name(namespace: str, deployment: str, predictor: str, model: str) -> str:

@@ -28,7 +28,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import envs
-from bench._worker import ContenderResult, model_name, report, run_contender
+from bench._worker import (
+    ContenderResult,
+    as_in_service_run,
+    model_name,
+    report,
+    run_contender,
+)
 from bench.broker import create_topic, delete_topics, new_topic_name, preload
 from bench.core import WINDOWS, make_engine, process_all
 from bench.result import Context, Figure
@@ -252,6 +258,7 @@ async def _ours(args: argparse.Namespace) -> None:
     )
     service = _Timed(settings)
     await service.start()
+    as_in_service_run()
     commits: list[float] = []
     kafka = service.kafka
     assert kafka is not None

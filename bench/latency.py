@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import gc
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench._timing import percentile
-from bench._worker import ROOT
+from bench._worker import ROOT, as_in_service_run
 from bench.broker import create_topic, delete_topics, new_topic_name
 from bench.core import WINDOWS
 from bench.result import Context, Figure
@@ -136,7 +137,10 @@ def _latencies_ours(
 
 
 def _start(argv: list[str]) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
     return subprocess.Popen(
         argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -270,8 +274,19 @@ async def _serve(args: argparse.Namespace) -> None:
                 if headers.get("ce_type") == _FEEDBACK:
                     applied[headers["ce_id"].decode()] = done
 
+    gc_pauses: list[float] = []
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started:
+            gc_pauses.append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(on_gc)
     service = _Timed(settings)
     await service.start()
+    as_in_service_run()
     try:
         kafka = service.kafka
         assert kafka is not None
@@ -283,33 +298,17 @@ async def _serve(args: argparse.Namespace) -> None:
             commits.append(time.time() - start)
 
         kafka._commit = timed_commit  # type: ignore[method-assign]
-        if os.environ.get("BENCH_EXPERIMENT_BACKGROUND_COMMIT"):
-            # The proposed change, tried from outside: commit without holding up the
-            # next fetch, one commit in flight, the newest offsets winning.
-            latest: dict[Any, int] = {}
-            inflight: list[asyncio.Task[None]] = []
-
-            async def drain() -> None:
-                while latest:
-                    offsets = dict(latest)
-                    latest.clear()
-                    await timed_commit(offsets)
-
-            async def background_commit(offsets: Any) -> None:
-                latest.update(offsets)
-                if not inflight or inflight[-1].done():
-                    inflight.append(asyncio.create_task(drain()))
-
-            kafka._commit = background_commit  # type: ignore[method-assign]
         await kafka.assigned_once.wait()
         print(f"READY {service.http_port}", flush=True)
         await asyncio.to_thread(sys.stdin.read)
     finally:
         await service.stop()
-    stats = {
+    stats: dict[str, Any] = {
         name: _spread(values)
         for name, values in (("age_at_apply", ages), ("apply", applies), ("commit", commits))
     }
+    stats["gc_pause"] = _spread(gc_pauses)
+    stats["gc_pause_max_ms"] = max(gc_pauses, default=0.0) * 1000.0
     print("APPLIED " + json.dumps(applied), flush=True)
     print("STATS " + json.dumps(stats), flush=True)
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench._timing import process_cpu_seconds
-from bench._worker import ROOT
+from bench._worker import ROOT, as_in_service_run
 from bench.broker import create_topic, delete_topics, new_topic_name, preload
 from bench.core import WINDOWS
 from bench.kafka_e2e import MAX_BATCH, recent_stream
@@ -41,7 +41,10 @@ def _run_group(
     bootstrap: str, topic: str, members: int, expected: int, broker_pid: int | None, timeout: float
 ) -> dict[str, Any]:
     group = new_topic_name("bench-scaling")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
     argv = [sys.executable, "-m", "bench.scaling", "worker", "--bootstrap", bootstrap]
     argv += ["--topic", topic, "--group", group]
     procs = [
@@ -193,6 +196,7 @@ async def _worker(args: argparse.Namespace) -> None:
     )
     service = _Counted(settings)
     await service.start()
+    as_in_service_run()
     threading.Thread(target=read_commands, daemon=True).start()
     resumed = False
     try:

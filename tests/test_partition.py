@@ -117,7 +117,7 @@ def test_listeners_see_retractions_and_applications_of_an_amendment() -> None:
     assert counters.applied == {"correct": 2, "incorrect": 2}
     assert counters.retracted == {"correct": 1, "incorrect": 1}
     assert counters.labelled == 1
-    assert counters.label_delay_sum == 1.0
+    assert counters.label_delay_sum_us == 1_000_000
     assert engine.pending == 1
 
 

@@ -46,7 +46,8 @@ def test_restore_with_different_windows_keeps_the_common_ones() -> None:
         (b"not json", "not a snapshot"),
         (b"{}", "not a feedback-stream"),
         (b'{"format": "feedback-stream/partition-state", "version": 99}', "version 99"),
-        (b'{"format": "feedback-stream/partition-state", "version": 1}', "corrupt"),
+        (b'{"format": "feedback-stream/partition-state", "version": 1}', "version 1"),
+        (b'{"format": "feedback-stream/partition-state", "version": 2}', "corrupt"),
     ],
 )
 def test_bad_snapshots_are_refused(data: bytes, message: str) -> None:

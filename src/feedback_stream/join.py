@@ -357,7 +357,7 @@ class JoinStore:
         held = entry.requests
         if held is None:
             return None
-        if type(held) is tuple:  # one request: its time, whichever model it was for
+        if not isinstance(held, list):  # one request: its time, whichever model it was for
             return held[1]
         requests = held
         same = [t for k, t in requests if k is key or k == key]

@@ -34,7 +34,6 @@ _KIND_LABEL: Final = {kind: kind.value for kind in EventKind}
 """Counter labels by kind: ``StrEnum.value`` is a Python-level property, read per event."""
 
 
-
 def _result_label(correct: bool | None) -> str:
     """``outcome.result.value`` without building the enum member (per outcome)."""
     if correct is None:
@@ -110,7 +109,9 @@ class ModelCounters:
     labelled: int = 0
     conflicts: int = 0
     label_delay_count: int = 0
-    label_delay_sum: float = 0.0
+    # Integer microseconds, so that the sum does not depend on the order of
+    # partitions it is merged from (float addition is not associative).
+    label_delay_sum_us: int = 0
     last_feedback_time: float | None = None
     applied: Counter[str] = field(default_factory=Counter)
     retracted: Counter[str] = field(default_factory=Counter)
@@ -126,7 +127,7 @@ class ModelCounters:
         self.labelled += other.labelled
         self.conflicts += other.conflicts
         self.label_delay_count += other.label_delay_count
-        self.label_delay_sum += other.label_delay_sum
+        self.label_delay_sum_us += other.label_delay_sum_us
         if other.last_feedback_time is not None and (
             self.last_feedback_time is None or other.last_feedback_time > self.last_feedback_time
         ):
@@ -146,7 +147,7 @@ class ModelCounters:
             "labelled": self.labelled,
             "conflicts": self.conflicts,
             "label_delay_count": self.label_delay_count,
-            "label_delay_sum": self.label_delay_sum,
+            "label_delay_sum_us": self.label_delay_sum_us,
             "last_feedback_time": self.last_feedback_time,
             "applied": dict(self.applied),
             "retracted": dict(self.retracted),
@@ -165,7 +166,7 @@ class ModelCounters:
             labelled=data["labelled"],
             conflicts=data["conflicts"],
             label_delay_count=data["label_delay_count"],
-            label_delay_sum=data["label_delay_sum"],
+            label_delay_sum_us=data["label_delay_sum_us"],
             last_feedback_time=data["last_feedback_time"],
             applied=Counter(data["applied"]),
             retracted=Counter(data["retracted"]),
@@ -246,7 +247,7 @@ class PartitionState:
             counters = self._counters(key)
             counters.labelled += 1
             counters.label_delay_count += 1
-            counters.label_delay_sum += delay
+            counters.label_delay_sum_us += round(delay * 1_000_000)
         for key in result.conflicts:
             self._counters(key).conflicts += 1
         for result_listener in self.result_listeners:

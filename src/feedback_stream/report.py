@@ -42,7 +42,7 @@ def build_report(
                     "outcomes_applied": sum(counters.applied.values()),
                     "outcomes_retracted": sum(counters.retracted.values()),
                     "label_delay_mean_s": (
-                        counters.label_delay_sum / counters.label_delay_count
+                        counters.label_delay_sum_us / counters.label_delay_count / 1_000_000
                         if counters.label_delay_count
                         else None
                     ),

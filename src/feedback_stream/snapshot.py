@@ -27,7 +27,7 @@ from feedback_stream.windows import ModelWindows, WindowSpec
 __all__ = ["FORMAT", "VERSION", "SnapshotError", "dumps", "loads"]
 
 FORMAT: Final = "feedback-stream/partition-state"
-VERSION: Final = 1
+VERSION: Final = 2
 
 
 class SnapshotError(ValueError):
