@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYSRC  := src tests scripts bench
+PYSRC  := src tests bench
 
 .PHONY: help install system-deps services-install services-up services-down \
         lint format typecheck test test-fast demo bench bench-quick clean \
