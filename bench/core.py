@@ -115,9 +115,8 @@ def run(ctx: Context) -> list[Figure]:
             ours.append(_timed(process_all, make_engine(), records))
             service.append(_timed(apply_all, make_service(), batches))
         if ctx.profile:
-            sample, sample_batches = records[: n // 4], batches[: n // 4]
-            save_profile("core", lambda: process_all(make_engine(), sample), ctx.results)
-            save_profile("service", lambda: apply_all(make_service(), sample_batches), ctx.results)
+            save_profile("core", lambda: process_all(make_engine(), records), ctx.results)
+            save_profile("service", lambda: apply_all(make_service(), batches), ctx.results)
     ours_rate = n / median(ours)
     base_rate = n / median(base)
     service_rate = n / median(service)
