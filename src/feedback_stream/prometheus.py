@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -195,33 +195,21 @@ class ServiceMetrics:
             "feedback_stream_dlq_records", "Records sent to the dead-letter topic.", ["reason"]
         )
         self._negative_reward_warned = False
-        self._known: set[tuple[str, str, str, str]] = set()
+        self._series: dict[ModelKey, _ModelSeries] = {}
+        self._event_children: dict[tuple[str, str], Any] = {}
 
-    def _labels(self, key: ModelKey) -> tuple[str, str, str, str]:
-        """The model labels of ``key``; its counters start at 0 the first time.
+    def _model(self, key: ModelKey) -> _ModelSeries:
+        """The labelled series of ``key``, bound once: ``.labels()`` costs microseconds.
 
-        Without a 0 sample before the first increment, ``increase()`` and
-        ``rate()`` miss that increment: Prometheus cannot tell a new series
-        from one it started watching late.
+        Binding them also starts every counter at 0 the first time a model
+        is seen. Without a 0 sample before the first increment, ``increase()``
+        and ``rate()`` miss that increment: Prometheus cannot tell a new
+        series from one it started watching late.
         """
-        labels = self.guard.model_labels(key)
-        if labels not in self._known:
-            self._known.add(labels)
-            for result in ("correct", "incorrect", "unknown"):
-                self.outcomes.labels(*labels, result)
-                self.outcomes_retracted.labels(*labels, result)
-            for counter in (
-                self.reward_count,
-                self.reward_sum,
-                self.reward_retracted_count,
-                self.reward_retracted_sum,
-                self.responses,
-                self.labelled,
-                self.conflicts,
-                self.label_delay,
-            ):
-                counter.labels(*labels)
-        return labels
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _ModelSeries(self, key)
+        return series
 
     def attach(self, engine: Engine) -> None:
         """Count everything the engine does from now on."""
@@ -231,53 +219,38 @@ class ServiceMetrics:
     # -- engine listeners --------------------------------------------------
 
     def on_result(self, event: Event, result: JoinResult) -> None:
-        self.events.labels(event.kind.value, result.status.value).inc()
+        kind, status = event.kind.value, result.status.value
+        child = self._event_children.get((kind, status))
+        if child is None:
+            child = self._event_children[kind, status] = self.events.labels(kind, status)
+        child.inc()
         if event.kind is EventKind.RESPONSE:
-            self._labels(event.key)
-        if event.kind is EventKind.RESPONSE and result.status is not EventStatus.DUPLICATE:
-            self.responses.labels(*self._labels(event.key)).inc()
+            series = self._model(event.key)
+            if result.status is not EventStatus.DUPLICATE:
+                series.responses.inc()
         for key, delay in result.labelled:
-            labels = self._labels(key)
-            self.labelled.labels(*labels).inc()
-            self.label_delay.labels(*labels).observe(max(0.0, delay))
+            series = self._model(key)
+            series.labelled.inc()
+            series.label_delay.observe(max(0.0, delay))
         for key in result.conflicts:
-            self.conflicts.labels(*self._labels(key)).inc()
+            self._model(key).conflicts.inc()
         for error in result.errors:
             self.invalid.labels(error.code).inc()
 
     def on_outcomes(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
         for outcome in retracted:
-            self._count(
-                outcome,
-                self.outcomes_retracted,
-                self.confusion_retracted,
-                self.reward_retracted_count,
-                self.reward_retracted_sum,
-            )
+            self._count(outcome, self._model(outcome.key).retracted)
         for outcome in applied:
-            self._count(outcome, self.outcomes, self.confusion, self.reward_count, self.reward_sum)
+            self._count(outcome, self._model(outcome.key).applied)
 
-    def _count(
-        self,
-        outcome: Outcome,
-        outcomes: Counter,
-        confusion: Counter,
-        reward_count: Counter,
-        reward_sum: Counter,
-    ) -> None:
-        key = outcome.key
-        labels = self._labels(key)
-        outcomes.labels(*labels, outcome.result.value).inc()
+    def _count(self, outcome: Outcome, side: _OutcomeSeries) -> None:
+        side.outcomes[outcome.result.value].inc()
         if outcome.truth is not None:
-            confusion.labels(
-                *labels,
-                self.guard.class_label(key, outcome.truth),
-                self.guard.class_label(key, outcome.predicted),
-            ).inc()
+            side.confusion(outcome.key, outcome.truth, outcome.predicted).inc()
         if outcome.reward is not None:
-            reward_count.labels(*labels).inc()
+            side.reward_count.inc()
             if outcome.reward >= 0:
-                reward_sum.labels(*labels).inc(outcome.reward)
+                side.reward_sum.inc(outcome.reward)
             elif not self._negative_reward_warned:
                 self._negative_reward_warned = True
                 _log.warning("negative rewards are left out of feedback_stream_reward_sum_total")
@@ -295,6 +268,73 @@ class ServiceMetrics:
 
     def on_dead_letter(self, reason: str) -> None:
         self.dlq.labels(reason).inc()
+
+
+class _OutcomeSeries:
+    """The bound children one side (applied or retracted) of a model counts into."""
+
+    __slots__ = ("_confusion", "_guard", "_labels", "confusion_family", "outcomes", "reward_count",
+                 "reward_sum")  # fmt: skip
+
+    def __init__(
+        self,
+        guard: LabelGuard,
+        labels: tuple[str, str, str, str],
+        outcomes: Counter,
+        confusion: Counter,
+        reward_count: Counter,
+        reward_sum: Counter,
+    ) -> None:
+        self._guard = guard
+        self._labels = labels
+        self.outcomes = {
+            result: outcomes.labels(*labels, result)
+            for result in ("correct", "incorrect", "unknown")
+        }
+        self.confusion_family = confusion
+        self._confusion: dict[tuple[str, str], Any] = {}
+        self.reward_count = reward_count.labels(*labels)
+        self.reward_sum = reward_sum.labels(*labels)
+
+    def confusion(self, key: ModelKey, truth: str, predicted: str) -> Any:
+        child = self._confusion.get((truth, predicted))
+        if child is None:
+            child = self.confusion_family.labels(
+                *self._labels,
+                self._guard.class_label(key, truth),
+                self._guard.class_label(key, predicted),
+            )
+            self._confusion[truth, predicted] = child
+        return child
+
+
+class _ModelSeries:
+    """Every counter child of one model key, bound once when the model is first seen."""
+
+    __slots__ = ("applied", "conflicts", "label_delay", "labelled", "responses", "retracted")
+
+    def __init__(self, metrics: ServiceMetrics, key: ModelKey) -> None:
+        labels = metrics.guard.model_labels(key)
+        self.applied = _OutcomeSeries(
+            metrics.guard,
+            labels,
+            metrics.outcomes,
+            metrics.confusion,
+            metrics.reward_count,
+            metrics.reward_sum,
+        )
+        self.retracted = _OutcomeSeries(
+            metrics.guard,
+            labels,
+            metrics.outcomes_retracted,
+            metrics.confusion_retracted,
+            metrics.reward_retracted_count,
+            metrics.reward_retracted_sum,
+        )
+        self.responses = metrics.responses.labels(*labels)
+        self.labelled = metrics.labelled.labels(*labels)
+        self.conflicts = metrics.conflicts.labels(*labels)
+        self.label_delay = metrics.label_delay.labels(*labels)
 
 
 class WindowCollector(Collector):
