@@ -37,7 +37,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes: a check, < 1 min")
     parser.add_argument("--only", default="", help=f"comma list of {', '.join(BENCHMARKS)}")
     parser.add_argument("--bootstrap", default=None, help="use this running Kafka broker")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="output folder (default bench/results, or bench/results/quick with --quick)",
+    )
     parser.add_argument("--scale", type=float, default=None, help="size factor (1.0 = full)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmarks: {unknown}; choose from {list(BENCHMARKS)}", file=sys.stderr)
         return 2
     scale = args.scale if args.scale is not None else (0.02 if args.quick else 1.0)
+    if args.results is None:  # a quick run never overwrites the full run's results
+        args.results = RESULTS / "quick" if args.quick else RESULTS
     args.results.mkdir(parents=True, exist_ok=True)
     ctx = Context(scale=scale, results=args.results, quick=args.quick, profile=not args.no_profile)
     command = "python -m bench" + (

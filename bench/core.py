@@ -153,7 +153,11 @@ def run(ctx: Context) -> list[Figure]:
 
 
 def save_profile(name: str, work: Callable[[], None], results: Path) -> None:
-    """Save a hot path's profile: pyinstrument (call tree) and cProfile (per function)."""
+    """Save a hot path's profile: pyinstrument (call tree) and cProfile (per function).
+
+    Text only: pyinstrument's HTML of a full run weighs megabytes, and the
+    results are committed.
+    """
     try:
         import pyinstrument
     except ImportError:  # the bench extra is not installed: cProfile alone
@@ -166,7 +170,6 @@ def save_profile(name: str, work: Callable[[], None], results: Path) -> None:
         (results / f"profile-{name}.txt").write_text(
             profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8"
         )
-        (results / f"profile-{name}.html").write_text(profiler.output_html(), encoding="utf-8")
     prof = cProfile.Profile()
     prof.enable()
     work()

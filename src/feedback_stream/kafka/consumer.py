@@ -6,13 +6,19 @@ The loop is at-least-once by construction and exactly-once in effect:
 2. under the batch lock, drop records of partitions revoked meanwhile, then
    hand the rest to the :class:`BatchHandler`, which applies them to the
    engine and awaits their dead letters;
-3. commit ``last offset + 1`` of every partition in the batch;
+3. commit ``last offset + 1`` of every partition read, at most once a
+   second (:data:`COMMIT_INTERVAL_S`), and always before a partition is
+   revoked and at shutdown;
 4. pause every assigned partition while the handler's pending joins exceed
    ``kafka_max_pending``, resume once they drop (the wall-clock ticker of the
    service expires old puids, so a paused source always resumes).
 
-A record applied but not committed (a crash between 2 and 3) is read again
-and recognised by the join store's dedupe, so nothing counts twice.
+A record applied but not committed (a crash before its commit: up to a
+second of records) is read again and recognised by the join store's dedupe,
+so nothing counts twice. Committing after every batch cost a broker round
+trip per batch, and the fetch queued behind it on the connection waited too:
+a quarter of the Kafka path's time and most of a feedback's latency to
+``/metrics`` (``make bench``, latency breakdown).
 
 Rebalances go through :class:`_Listener`: revoking waits for the batch lock,
 so a partition's state is handed back only after its last batch has been
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -37,6 +44,9 @@ from feedback_stream.settings import Settings
 __all__ = ["BatchHandler", "KafkaSource", "Record"]
 
 _log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL_S = 1.0
+"""Seconds between offset commits while consuming (Kafka Streams commits every 30 s)."""
 
 Record = Any
 """An ``aiokafka.ConsumerRecord[bytes, bytes]`` (aiokafka ships no type stubs)."""
@@ -90,6 +100,8 @@ class KafkaSource:
         self._stopping = asyncio.Event()
         self._assigned: set[TopicPartition] = set()
         self._consumed: dict[TopicPartition, int] = {}
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
         self._paused = False
         self.assigned_once = asyncio.Event()
         """Set after the first assignment: part of the service's readiness."""
@@ -139,6 +151,9 @@ class KafkaSource:
                 )
                 if batch:
                     await self._apply(batch)
+                if self._uncommitted and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
+                    async with self._lock:
+                        await self._commit_applied()
                 self._backpressure()
         finally:
             await self._close()
@@ -179,10 +194,17 @@ class KafkaSource:
             records = [record for recs in owned.values() for record in recs]
             await self._handler.apply(records)
             offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
-            await self._commit(offsets)
             self._consumed.update(offsets)
+            self._uncommitted.update(offsets)
             self.batches += 1
             self.records += len(records)
+
+    async def _commit_applied(self) -> None:
+        """Commit the offsets applied since the last commit (call under the lock)."""
+        self._committed_at = time.monotonic()
+        if self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
+            await self._commit(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._require()
@@ -207,6 +229,7 @@ class KafkaSource:
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:
+            await self._commit_applied()
             mine = revoked & self._assigned
             self._assigned -= mine
             positions = {tp: self._consumed.pop(tp, None) for tp in mine}
@@ -245,6 +268,7 @@ class KafkaSource:
         if consumer is None:
             return
         async with self._lock:
+            await self._commit_applied()
             if self._assigned:
                 await self._handler.revoke({tp: self._consumed.get(tp) for tp in self._assigned})
             self._assigned.clear()
