@@ -25,7 +25,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import envs
 from bench._worker import (
@@ -42,7 +42,29 @@ from bench.stream import WireRecord, bench_config, wire_stream
 
 __all__ = ["expected_counts", "run"]
 
+if TYPE_CHECKING:
+    from feedback_stream.settings import Settings
+
 MAX_BATCH = 500
+
+
+def service_settings(bootstrap: str, topic: str, group: str, **extra: Any) -> Settings:
+    """The service as the Kafka benchmarks run it: one topic, from the start, no HTTP port."""
+    from feedback_stream.settings import Settings
+
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_topics=[topic],
+        kafka_group_id=group,
+        kafka_auto_offset_reset="earliest",
+        windows=list(WINDOWS),
+        http_host="127.0.0.1",
+        http_port=0,
+        log_level="WARNING",
+        **extra,
+    )
+
+
 TARGET_OF_RAW = 0.60
 
 
@@ -228,7 +250,6 @@ async def _raw(args: argparse.Namespace) -> None:
 
 async def _ours(args: argparse.Namespace) -> None:
     from feedback_stream.service import Service
-    from feedback_stream.settings import Settings
 
     done = asyncio.Event()
     stamps: dict[str, float] = {}
@@ -245,17 +266,7 @@ async def _ours(args: argparse.Namespace) -> None:
                 stamps["last"] = time.time()
                 done.set()
 
-    settings = Settings(
-        kafka_bootstrap_servers=args.bootstrap,
-        kafka_topics=[args.topic],
-        kafka_group_id=args.group,
-        kafka_auto_offset_reset="earliest",
-        kafka_max_batch=MAX_BATCH,
-        windows=list(WINDOWS),
-        http_host="127.0.0.1",
-        http_port=0,
-        log_level="WARNING",
-    )
+    settings = service_settings(args.bootstrap, args.topic, args.group, kafka_max_batch=MAX_BATCH)
     service = _Timed(settings)
     await service.start()
     as_in_service_run()

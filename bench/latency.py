@@ -35,7 +35,7 @@ from typing import Any
 from bench._timing import percentile
 from bench._worker import ROOT, as_in_service_run
 from bench.broker import create_topic, delete_topics, new_topic_name
-from bench.core import WINDOWS
+from bench.kafka_e2e import service_settings
 from bench.result import Context, Figure
 from bench.stream import WireRecord, bench_config, wire_stream
 
@@ -243,18 +243,8 @@ def run(ctx: Context) -> list[Figure]:
 
 async def _serve(args: argparse.Namespace) -> None:
     from feedback_stream.service import Service
-    from feedback_stream.settings import Settings
 
-    settings = Settings(
-        kafka_bootstrap_servers=args.bootstrap,
-        kafka_topics=[args.topic],
-        kafka_group_id=new_topic_name("bench-latency"),
-        kafka_auto_offset_reset="earliest",
-        windows=list(WINDOWS),
-        http_host="127.0.0.1",
-        http_port=0,
-        log_level="WARNING",
-    )
+    settings = service_settings(args.bootstrap, args.topic, new_topic_name("bench-latency"))
     ages: list[float] = []
     applies: list[float] = []
     commits: list[float] = []

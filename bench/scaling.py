@@ -27,8 +27,7 @@ from typing import Any
 from bench._timing import process_cpu_seconds
 from bench._worker import ROOT, as_in_service_run
 from bench.broker import create_topic, delete_topics, new_topic_name, preload
-from bench.core import WINDOWS
-from bench.kafka_e2e import MAX_BATCH, recent_stream
+from bench.kafka_e2e import MAX_BATCH, recent_stream, service_settings
 from bench.result import Context, Figure
 
 __all__ = ["run"]
@@ -155,7 +154,6 @@ async def _worker(args: argparse.Namespace) -> None:
     import resource
 
     from feedback_stream.service import Service
-    from feedback_stream.settings import Settings
 
     state: dict[str, Any] = {"records": 0, "t_first": 0.0, "t_last": 0.0}
     go = asyncio.Event()
@@ -182,17 +180,8 @@ async def _worker(args: argparse.Namespace) -> None:
             state["records"] += len(records)
             state["t_last"] = time.time()
 
-    settings = Settings(
-        kafka_bootstrap_servers=args.bootstrap,
-        kafka_topics=[args.topic],
-        kafka_group_id=args.group,
-        kafka_auto_offset_reset="earliest",
-        kafka_max_batch=MAX_BATCH,
-        windows=list(WINDOWS),
-        route="partition",
-        http_host="127.0.0.1",
-        http_port=0,
-        log_level="WARNING",
+    settings = service_settings(
+        args.bootstrap, args.topic, args.group, kafka_max_batch=MAX_BATCH, route="partition"
     )
     service = _Counted(settings)
     await service.start()
