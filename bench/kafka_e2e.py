@@ -48,6 +48,22 @@ if TYPE_CHECKING:
 MAX_BATCH = 500
 
 
+def time_commits(service: Any) -> list[float]:
+    """Wrap the service's offset commit so each one's duration is recorded."""
+    kafka = service.kafka
+    assert kafka is not None
+    commit = kafka._commit
+    commits: list[float] = []
+
+    async def timed_commit(offsets: Any) -> None:
+        start = time.perf_counter()
+        await commit(offsets)
+        commits.append(time.perf_counter() - start)
+
+    kafka._commit = timed_commit
+    return commits
+
+
 def service_settings(bootstrap: str, topic: str, group: str, **extra: Any) -> Settings:
     """The service as the Kafka benchmarks run it: one topic, from the start, no HTTP port."""
     from feedback_stream.settings import Settings
@@ -270,18 +286,8 @@ async def _ours(args: argparse.Namespace) -> None:
     service = _Timed(settings)
     await service.start()
     as_in_service_run()
-    commits: list[float] = []
-    kafka = service.kafka
-    assert kafka is not None
-    commit = kafka._commit
-
-    async def timed_commit(offsets: Any) -> None:
-        start = time.perf_counter()
-        await commit(offsets)
-        commits.append(time.perf_counter() - start)
-
     # Where the time goes: how much of it the loop spends waiting for offset commits.
-    kafka._commit = timed_commit  # type: ignore[method-assign]
+    commits = time_commits(service)
     try:
         await asyncio.wait_for(done.wait(), timeout=args.timeout)
     finally:

@@ -35,7 +35,7 @@ from typing import Any
 from bench._timing import percentile
 from bench._worker import ROOT, as_in_service_run
 from bench.broker import create_topic, delete_topics, new_topic_name
-from bench.kafka_e2e import service_settings
+from bench.kafka_e2e import service_settings, time_commits
 from bench.result import Context, Figure
 from bench.stream import WireRecord, bench_config, wire_stream
 
@@ -247,7 +247,7 @@ async def _serve(args: argparse.Namespace) -> None:
     settings = service_settings(args.bootstrap, args.topic, new_topic_name("bench-latency"))
     ages: list[float] = []
     applies: list[float] = []
-    commits: list[float] = []
+    commits: list[float] = []  # offset commit durations, once the service runs
     applied: dict[str, float] = {}
 
     class _Timed(Service):
@@ -278,17 +278,9 @@ async def _serve(args: argparse.Namespace) -> None:
     await service.start()
     as_in_service_run()
     try:
-        kafka = service.kafka
-        assert kafka is not None
-        commit = kafka._commit
-
-        async def timed_commit(offsets: Any) -> None:
-            start = time.time()
-            await commit(offsets)
-            commits.append(time.time() - start)
-
-        kafka._commit = timed_commit  # type: ignore[method-assign]
-        await kafka.assigned_once.wait()
+        commits = time_commits(service)
+        assert service.kafka is not None
+        await service.kafka.assigned_once.wait()
         print(f"READY {service.http_port}", flush=True)
         await asyncio.to_thread(sys.stdin.read)
     finally:

@@ -456,8 +456,11 @@ class Service:
         """SIGTERM and SIGINT (Ctrl-C) request a graceful stop while inside."""
         loop = asyncio.get_running_loop()
         handled = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+        # asyncio's signal handlers exist on Unix only; elsewhere Ctrl-C stays
+        # Python's KeyboardInterrupt. RuntimeError: not the main thread (tests).
+        signals = (signal.SIGTERM, signal.SIGINT) if sys.platform != "win32" else ()
+        for sig in signals:
+            with contextlib.suppress(RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
                 handled.append(sig)
         try:
