@@ -39,6 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FEEDBACK_STREAM_CACHE", ROOT / ".cache"))
 RUN = CACHE / "run"
+# Elasticsearch runs as an unprivileged user, who must be able to reach its
+# files: when the checkout sits in a folder only root can enter (a 0700
+# mktemp folder, say), its distribution and run folders live here instead.
+ES_FALLBACK_ROOT = Path("/var/tmp/feedback-stream")
 SERVICES_ENV = CACHE / "services.env"
 
 KAFKA_VERSION = "4.1.1"
@@ -100,7 +104,8 @@ def kafka_libs() -> Path:
 
 def es_home() -> Path:
     """Elasticsearch's integ-test distribution, unpacked once into the cache."""
-    home = CACHE / f"elasticsearch-{ES_VERSION}"
+    root = _es_root()
+    home = root / f"elasticsearch-{ES_VERSION}"
     if (home / "bin" / "elasticsearch").is_file():
         return home
     downloads = _ensure(CACHE / "downloads")
@@ -118,7 +123,7 @@ def es_home() -> Path:
             ],
             what=f"fetching Elasticsearch {ES_VERSION} from Maven Central",
         )
-    staging = Path(tempfile.mkdtemp(prefix="es-", dir=CACHE))
+    staging = Path(tempfile.mkdtemp(prefix="es-", dir=root))
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(staging)
     (top,) = list(staging.iterdir())
@@ -249,7 +254,7 @@ def start_elasticsearch(extra_settings: tuple[str, ...] = ()) -> Service:
     """
     home = es_home()
     java_home = es_java_home()
-    workdir = _new_workdir("elasticsearch")
+    workdir = _new_workdir("elasticsearch", _es_root() / "run")
     config = workdir / "config"
     shutil.copytree(home / "config", config)
     for sub in ("data", "logs", "tmp"):
@@ -297,6 +302,7 @@ def start_elasticsearch(extra_settings: tuple[str, ...] = ()) -> Service:
         user=user,
         group=user,
         extra_groups=[] if user else None,
+        cwd=workdir,
         start_new_session=True,
     )
     _record(workdir, process.pid)
@@ -400,9 +406,7 @@ def free_port() -> int:
 def reap_stale() -> list[str]:
     """Stop services left by runs whose owner process is gone (a killed run)."""
     reaped: list[str] = []
-    if not RUN.is_dir():
-        return reaped
-    for workdir in RUN.iterdir():
+    for workdir in _run_dirs():
         meta = workdir / "owner.json"
         try:
             info = json.loads(meta.read_text())
@@ -419,9 +423,33 @@ def reap_stale() -> list[str]:
     return reaped
 
 
-def _new_workdir(name: str) -> Path:
+def _es_root() -> Path:
+    """Where Elasticsearch's files live: the cache, unless its user cannot reach it."""
+    if os.geteuid() != 0 or _reachable_by_others(CACHE):
+        return CACHE
+    _ensure(ES_FALLBACK_ROOT).chmod(0o755)
+    return ES_FALLBACK_ROOT
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every existing folder on the way to ``path`` lets any user pass."""
+    for folder in (path.resolve(), *path.resolve().parents):
+        with contextlib.suppress(FileNotFoundError):
+            if not folder.stat().st_mode & 0o001:
+                return False
+    return True
+
+
+def _run_dirs() -> Iterator[Path]:
+    """Every run folder of this rig, in the cache and in the fallback root."""
+    for run in dict.fromkeys((RUN, ES_FALLBACK_ROOT / "run")):
+        if run.is_dir():
+            yield from run.iterdir()
+
+
+def _new_workdir(name: str, run: Path = RUN) -> Path:
     reap_stale()
-    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_ensure(RUN)))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_ensure(run)))
     workdir.chmod(0o755)
     (workdir / "owner.json").write_text(json.dumps({"owner": _owner_pid(), "pid": None}))
     return workdir
@@ -536,9 +564,7 @@ def _down() -> None:
 
 
 def _owned_by(owner: int) -> Iterator[Path]:
-    if not RUN.is_dir():
-        return
-    for workdir in RUN.iterdir():
+    for workdir in _run_dirs():
         with contextlib.suppress(OSError, ValueError, KeyError):
             if int(json.loads((workdir / "owner.json").read_text())["owner"]) == owner:
                 yield workdir
