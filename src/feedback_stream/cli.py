@@ -16,6 +16,8 @@ from typing import IO
 import orjson
 
 from feedback_stream import generator
+from feedback_stream.core2 import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, Core2Decoder, Experiments
+from feedback_stream.core2.replaying import Core2Replay
 from feedback_stream.demo.runner import add_demo_parser
 from feedback_stream.engine import Engine
 from feedback_stream.outcomes import TimeBasis
@@ -57,13 +59,29 @@ def _run_replay(args: argparse.Namespace) -> int:
         print(f"feedback-stream replay: repeated window in {names}", file=sys.stderr)
         return 2
     engine = Engine(specs, ttl=args.ttl, time_basis=TimeBasis(args.time), route="puid")
+    core2: Core2Replay | None = None
+    if args.source == "seldon-core-2":
+        try:
+            experiments = Experiments.parse(args.seldon_experiment or [])
+        except ValueError as exc:
+            print(f"feedback-stream replay: {exc}", file=sys.stderr)
+            return 2
+        core2 = Core2Replay(
+            Core2Decoder(
+                prefix=args.seldon_topic_prefix,
+                feedback_topic=args.seldon_feedback_topic,
+                experiments=experiments,
+            )
+        )
 
     def report_error(error: LineError) -> None:
         print(f"{args.input}:{error}", file=sys.stderr)
 
     try:
         with _open_input(args.input) as handle:
-            result = replay(handle, engine, strict=args.strict, on_error=report_error)
+            result = replay(
+                handle, engine, strict=args.strict, on_error=report_error, decoder=core2
+            )
     except OSError as exc:
         print(f"feedback-stream replay: cannot read {args.input}: {exc}", file=sys.stderr)
         return 1
@@ -73,6 +91,8 @@ def _run_replay(args: argparse.Namespace) -> int:
         )
         return 1
     document = engine.report(result.clock)
+    if core2 is not None:
+        document["model_errors"] = core2.model_errors()
     if result.errors:
         print(
             f"feedback-stream replay: {len(result.errors)} invalid of {result.records} lines",
@@ -116,6 +136,31 @@ def _add_replay_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         choices=[basis.value for basis in TimeBasis],
         default=TimeBasis.FEEDBACK.value,
         help="which event time places an outcome in time windows (default feedback)",
+    )
+    parser.add_argument(
+        "--source",
+        choices=["cloudevents", "seldon-core-2"],
+        default="cloudevents",
+        help="what the records are: CloudEvents (Seldon Core v1, KServe) or Seldon Core 2 "
+        "topic records (default cloudevents)",
+    )
+    parser.add_argument(
+        "--seldon-topic-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help=f"Core 2's topicPrefix (default {DEFAULT_PREFIX})",
+    )
+    parser.add_argument(
+        "--seldon-feedback-topic",
+        default=DEFAULT_FEEDBACK_TOPIC,
+        metavar="TOPIC",
+        help=f"the feedback topic's name (default {DEFAULT_FEEDBACK_TOPIC})",
+    )
+    parser.add_argument(
+        "--seldon-experiment",
+        action="append",
+        metavar="NAME=DEFAULT:OTHER",
+        help="a Core 2 experiment to label as one deployment; repeatable",
     )
     parser.add_argument("--output", choices=["json", "table"], default="json")
     parser.add_argument("--strict", action="store_true", help="exit 1 at the first invalid line")

@@ -2,7 +2,8 @@
 
 Each line is ``{"topic", "partition", "offset", "timestamp" (ms), "key",
 "headers": {name: str}, "value"}``, ``value`` being the record value as JSON,
-or a string where it was not JSON. Record timestamps are the event time and
+or a string where it was not JSON; a binary value (protobuf) is given as
+``"value_base64"`` instead. Record timestamps are the event time and
 the clock: before each record the engine's clock moves to the newest
 timestamp seen and join entries past their TTL expire, so a replay gives
 the numbers the live processor would have given.
@@ -10,6 +11,8 @@ the numbers the live processor would have given.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +21,22 @@ import orjson
 
 from feedback_stream.decode import DecodeError, decode_kafka_record
 from feedback_stream.engine import Engine
-from feedback_stream.events import SourcePosition
+from feedback_stream.events import Event, SourcePosition
 
-__all__ = ["LineError", "ReplayAborted", "ReplayResult", "parse_record", "replay"]
+__all__ = [
+    "LineError",
+    "RecordDecoder",
+    "ReplayAborted",
+    "ReplayResult",
+    "parse_line",
+    "parse_record",
+    "replay",
+]
+
+RecordDecoder = Callable[
+    [str, dict[str, str], str | None, Any, float, SourcePosition], Event | DecodeError | None
+]
+"""Decodes (topic, headers, key, value, timestamp_ms, position); ``None``: consumed, no event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +75,18 @@ def parse_record(line: bytes | str) -> tuple[dict[str, str], Any, float, SourceP
     Raises:
         ValueError: the line is not a replay record, with the reason.
     """
+    headers, _, value, timestamp_ms, position = parse_line(line)
+    return headers, value, timestamp_ms, position
+
+
+def parse_line(
+    line: bytes | str,
+) -> tuple[dict[str, str], str | None, Any, float, SourcePosition]:
+    """Read one replay line into (headers, key, value, timestamp_ms, position).
+
+    Raises:
+        ValueError: the line is not a replay record, with the reason.
+    """
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -80,10 +108,20 @@ def parse_record(line: bytes | str) -> tuple[dict[str, str], Any, float, SourceP
         headers = {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ValueError("'headers' must be an object of string values")
-    if "value" not in record:
+    key = record.get("key")
+    if key is not None and not isinstance(key, str):
+        raise ValueError("'key' must be a string or null")
+    if "value_base64" in record:
+        try:
+            value: Any = base64.b64decode(record["value_base64"], validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise ValueError("'value_base64' is not base64") from None
+    elif "value" in record:
+        value = record["value"]
+    else:
         raise ValueError("'value' is missing")
     position = SourcePosition(topic, record["partition"], record["offset"])
-    return headers, record["value"], float(timestamp), position
+    return headers, key, value, float(timestamp), position
 
 
 def replay(
@@ -92,8 +130,13 @@ def replay(
     *,
     strict: bool = False,
     on_error: Callable[[LineError], None] | None = None,
+    decoder: RecordDecoder | None = None,
 ) -> ReplayResult:
     """Process every line; count and report invalid ones.
+
+    ``decoder`` reads the records instead of the CloudEvents decoder (the
+    Seldon Core 2 source); a record it returns ``None`` for is counted
+    only by the decoder itself.
 
     Raises:
         ReplayAborted: in strict mode, at the first invalid line.
@@ -113,14 +156,20 @@ def replay(
             continue
         result.records += 1
         try:
-            headers, value, timestamp_ms, position = parse_record(line)
+            headers, key, value, timestamp_ms, position = parse_line(line)
         except ValueError as exc:
             engine.process_event(DecodeError(str(exc), "bad_record"))
             fail(number, "bad_record", str(exc))
             continue
         engine.advance(timestamp_ms / 1000.0)
         engine.expire(engine.clock)
-        item = decode_kafka_record(headers, value, timestamp_ms, position)
+        if decoder is None:
+            item = decode_kafka_record(headers, value, timestamp_ms, position)
+        else:
+            decoded = decoder(position.topic, headers, key, value, timestamp_ms, position)
+            if decoded is None:
+                continue
+            item = decoded
         joined = engine.process_event(item)
         if isinstance(item, DecodeError):
             fail(number, item.code, item.reason)

@@ -50,6 +50,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from feedback_stream._gc import tune_collector
+from feedback_stream.core2 import Core2Decoder, Experiments, ModelError
+from feedback_stream.core2.metrics import ModelErrorMetrics
 from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.es._client import create_client
@@ -108,6 +110,14 @@ class Service:
         self.dlq: DeadLetterQueue | None = None
         self.checkpoints = CheckpointStore(settings.state_dir) if settings.state_dir else None
         self._registry.register(WindowCollector(self.engine, self.guard, self.now, self._lag))
+        self.core2: Core2Decoder | None = None
+        if settings.source == "seldon-core-2":
+            self.core2 = Core2Decoder(
+                prefix=settings.seldon_topic_prefix,
+                feedback_topic=settings.seldon_feedback_topic,
+                experiments=Experiments.parse(settings.seldon_experiments),
+            )
+            self.model_errors = ModelErrorMetrics(self._registry, self.guard)
         self._http_seq = itertools.count()
         self._event_clock = float("-inf")
         self._event_wall = 0.0
@@ -256,7 +266,21 @@ class Service:
     async def apply(self, records: Sequence[Record]) -> None:
         for record in records:
             position = SourcePosition(record.topic, record.partition, record.offset)
-            item = decode_kafka_record(record.headers, record.value, record.timestamp, position)
+            if self.core2 is None:
+                item = decode_kafka_record(record.headers, record.value, record.timestamp, position)
+            else:
+                decoded = self.core2.decode(
+                    record.topic,
+                    record.headers,
+                    record.key,
+                    record.value,
+                    record.timestamp,
+                    position,
+                )
+                if isinstance(decoded, ModelError):
+                    self.model_errors.on_model_error(decoded)
+                    continue
+                item = decoded
             if isinstance(item, DecodeError):
                 self._invalid(item)
                 if self.dlq is not None:

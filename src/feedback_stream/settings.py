@@ -20,10 +20,12 @@ import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from feedback_stream._lists import split_commas
+from feedback_stream.core2.experiments import Experiments
+from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, topic_pattern
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
 
 __all__ = [
@@ -44,6 +46,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OA
 TimeBasis = Literal["feedback", "request"]
 Route = Literal["puid", "partition"]
 OffsetReset = Literal["earliest", "latest"]
+Source = Literal["cloudevents", "seldon-core-2"]
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -99,6 +102,31 @@ class Settings(BaseSettings):
     )
     dlq_topic: str = Field(
         "", description="dead-letter topic for invalid records; empty: count them only"
+    )
+
+    # -- Seldon Core 2 ----------------------------------------------------
+    source: Source = Field(
+        "cloudevents",
+        description="what the topics hold: cloudevents (Seldon Core v1 and KServe loggers) or "
+        "seldon-core-2 (Core 2's model topics; sets kafka_topic_pattern unless given)",
+    )
+    seldon_topic_prefix: str = Field(
+        DEFAULT_PREFIX, description="Seldon Core 2's topicPrefix (seldon-core-2 source)"
+    )
+    seldon_namespace: str = Field(
+        "", description="namespace whose Core 2 model topics are read; empty: every namespace"
+    )
+    seldon_read_inputs: bool = Field(
+        False, description="also read Core 2 model inputs topics (request time)"
+    )
+    seldon_feedback_topic: str = Field(
+        DEFAULT_FEEDBACK_TOPIC,
+        description="JSON feedback topic read with the seldon-core-2 source (x-request-id "
+        "header or key, Seldon feedback body); empty: none",
+    )
+    seldon_experiments: CommaList = Field(
+        default_factory=list,
+        description="Core 2 experiments to label as one deployment, NAME=DEFAULT:OTHER[:OTHER]",
     )
 
     # -- HTTP ------------------------------------------------------------
@@ -159,10 +187,34 @@ class Settings(BaseSettings):
         default_factory=HistorySettings, description="history bootstrap from the request logger"
     )
 
-    @field_validator("kafka_topics", "windows", "class_allowlist", mode="before")
+    @field_validator(
+        "kafka_topics", "windows", "class_allowlist", "seldon_experiments", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("seldon_experiments")
+    @classmethod
+    def _experiments(cls, value: list[str]) -> list[str]:
+        Experiments.parse(value)  # ValueError says which entry is wrong
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _core2_topics(cls, data: Any) -> Any:
+        """The seldon-core-2 source subscribes to Core 2's topics unless a pattern is given."""
+        if not isinstance(data, dict) or data.get("source") != "seldon-core-2":
+            return data
+        if data.get("kafka_topic_pattern"):
+            return data
+        pattern = topic_pattern(
+            str(data.get("seldon_topic_prefix") or DEFAULT_PREFIX),
+            str(data.get("seldon_namespace") or ""),
+            inputs=TypeAdapter(bool).validate_python(data.get("seldon_read_inputs", False)),
+            feedback_topic=str(data.get("seldon_feedback_topic", DEFAULT_FEEDBACK_TOPIC)),
+        )
+        return {**data, "kafka_topic_pattern": pattern}
 
     @property
     def kafka_enabled(self) -> bool:

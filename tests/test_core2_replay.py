@@ -1,0 +1,161 @@
+"""The same traffic as v1 logger records and as Core 2 records gives the same numbers."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from feedback_stream.core2 import Core2Decoder, Experiments
+from feedback_stream.core2.convert import core2_model, experiments_for, to_core2
+from feedback_stream.core2.replaying import Core2Replay
+from feedback_stream.engine import Engine
+from feedback_stream.events import ModelKey
+from feedback_stream.generator import (
+    DeploymentSpec,
+    GeneratorConfig,
+    PredictorSpec,
+    generate_records,
+    intended_outcomes,
+)
+from feedback_stream.replay import replay
+from tests._processor import assert_window_matches, oracle
+
+WINDOWS = ["total", "1m", "500"]
+
+
+def _config(seed: int) -> GeneratorConfig:
+    shadowed = (PredictorSpec("default", 0.85), PredictorSpec("shadow", 0.6, shadow=True))
+    return GeneratorConfig(
+        seed=seed,
+        n_requests=600,
+        deployments=(
+            DeploymentSpec("iris", predictors=shadowed, payload="ndarray"),
+            DeploymentSpec("wine", predictors=shadowed, payload="v2", n_classes=4),
+            DeploymentSpec(
+                "income",
+                namespace="prod",
+                predictors=(PredictorSpec("default", 0.7),),
+                payload="tf",
+                output="label",
+            ),
+        ),
+        batch_max=3,
+        feedback_share=0.8,
+        truth_share=0.7,
+        amendment_share=0.1,
+        disorder_share=0.1,
+        disorder_max_s=2.0,
+        feedback_scope="predictor" if seed % 2 else "deployment",
+    )
+
+
+def _core2_key(key: ModelKey, experiments: set[str]) -> ModelKey:
+    model = core2_model(key)
+    if key.deployment in experiments:
+        return ModelKey(key.namespace, key.deployment, model, model)
+    return ModelKey(key.namespace, "", "", model)
+
+
+def _by_key(report: dict[str, Any]) -> dict[ModelKey, dict[str, Any]]:
+    return {
+        ModelKey(m["namespace"], m["deployment"], m["predictor"], m["model"]): m
+        for m in report["models"]
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_core2_records_give_the_numbers_of_the_v1_stream_and_of_sklearn(seed: int) -> None:
+    config = _config(seed)
+    v1 = list(generate_records(config))
+    core2 = list(to_core2(v1, seed=seed))
+    layouts = {
+        ("json" if "value" in r else "proto", "seldon-infer-type" in r["headers"])
+        for r in core2
+        if r["topic"].endswith(".outputs")
+    }
+    assert layouts == {("json", True), ("json", False), ("proto", True), ("proto", False)}
+
+    v1_engine = Engine(WINDOWS)
+    v1_result = replay([orjson.dumps(r) for r in v1], v1_engine)
+    declared = experiments_for(config)
+    reader = Core2Replay(Core2Decoder(experiments=Experiments.parse(declared)))
+    core2_engine = Engine(WINDOWS)
+    core2_result = replay([orjson.dumps(r) for r in core2], core2_engine, decoder=reader)
+    assert v1_result.errors == []
+    assert core2_result.errors == []
+
+    v1_report = _by_key(v1_engine.report(v1_result.clock))
+    core2_report = _by_key(core2_engine.report(core2_result.clock))
+    in_experiments = {text.split("=")[0] for text in declared}
+    assert in_experiments == {"iris", "wine"}
+    assert set(core2_report) == {_core2_key(k, in_experiments) for k in v1_report}
+    for key, document in v1_report.items():
+        theirs = core2_report[_core2_key(key, in_experiments)]
+        assert theirs["windows"] == document["windows"]
+        assert theirs["counters"] == document["counters"]
+    v1_events = v1_engine.report(v1_result.clock)["events"]
+    core2_events = core2_engine.report(core2_result.clock)["events"]
+    assert core2_events == v1_events
+
+    for key, want in oracle(intended_outcomes(config)).items():
+        assert_window_matches(
+            core2_report[_core2_key(key, in_experiments)]["windows"]["total"], want
+        )
+
+
+def test_replay_command_reads_core2_records_and_counts_model_errors(tmp_path: Path) -> None:
+    config = _config(4)
+    core2 = list(to_core2(generate_records(config), seed=4))
+    errors = [
+        {
+            "topic": "seldon.seldon.errors.errors",
+            "partition": 0,
+            "offset": n,
+            "timestamp": core2[-1]["timestamp"],
+            "key": None,
+            "headers": {"x-request-id": f"failed-{n}", "seldon-pipeline-errors": "iris-default"},
+            "value": "rpc error: code = Unavailable",
+        }
+        for n in range(3)
+    ]
+    path = tmp_path / "core2.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in [*core2, *errors]) + b"\n")
+    args = [sys.executable, "-m", "feedback_stream.cli", "replay", str(path)]
+    flags = ["--source", "seldon-core-2"]
+    for text in experiments_for(config):
+        flags += ["--seldon-experiment", text]
+    done = subprocess.run([*args, *flags], capture_output=True, check=True)
+    document = orjson.loads(done.stdout)
+    assert document["model_errors"] == [
+        {
+            "namespace": "seldon",
+            "deployment": "iris",
+            "predictor": "iris-default",
+            "model": "iris-default",
+            "errors": 3,
+        }
+    ]
+    assert document["events"]["invalid"] == 0
+    labels = {(m["deployment"], m["predictor"]) for m in document["models"]}
+    assert ("iris", "iris-shadow") in labels
+    # The same file read as CloudEvents is all invalid: the source has to be said.
+    plain = subprocess.run(args, capture_output=True, check=True)
+    assert orjson.loads(plain.stdout)["events"]["response"] == 0
+
+
+def test_a_binary_value_travels_in_a_replay_line_as_value_base64(tmp_path: Path) -> None:
+    core2 = list(to_core2(generate_records(_config(5)), seed=5, layouts=("raw",)))
+    binary = [r for r in core2 if "value_base64" in r]
+    assert binary
+    assert all(base64.b64decode(r["value_base64"]) for r in binary)
+    line = dict(binary[0], value_base64="not base64!")
+    reader = Core2Replay(Core2Decoder())
+    result = replay([orjson.dumps(line)], Engine(["total"]), decoder=reader)
+    assert [e.code for e in result.errors] == ["bad_record"]
+    assert "value_base64" in result.errors[0].reason
