@@ -93,3 +93,41 @@ def test_console_script_reads_stdin(seed_file: Path) -> None:
         check=True,
     )
     assert orjson.loads(completed.stdout)["events"]["response"] == 100
+
+
+def test_replay_and_run_spell_windows_and_ttl_alike(
+    seed_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["replay", str(seed_file), "--windows", "total,5s", "--window", "10", "--ttl-s", "60"]
+    assert main(argv) == 0
+    document = orjson.loads(capsys.readouterr().out)
+    assert list(document["models"][0]["windows"]) == ["total", "5s", "10"]
+    run = build_parser().parse_args(["run", "--window", "total", "--window", "5m", "--ttl", "1h"])
+    from feedback_stream.settings import settings_from_args
+
+    settings = settings_from_args(run)
+    assert settings.windows == ["total", "5m"]
+    assert settings.ttl_s == 3600.0
+
+
+def test_replay_help_describes_its_input_with_an_example_it_accepts(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "feedback_stream.cli", "replay", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = completed.stdout
+    for field in ("topic", "partition", "offset", "timestamp", "headers", "value"):
+        assert field in text
+    # The example record, as shown (indented JSON lines after the heading).
+    lines = text.split("input: one consumed Kafka record per line, as a JSON object:\n")[1]
+    example = "".join(line.strip() for line in lines.split("\n\n")[0].splitlines())
+    path = tmp_path / "one.jsonl"
+    path.write_text(example + "\n")
+    replayed = subprocess.run(
+        [sys.executable, "-m", "feedback_stream.cli", "replay", str(path), "--strict"],
+        capture_output=True,
+        check=True,
+    )
+    assert orjson.loads(replayed.stdout)["events"]["response"] == 1

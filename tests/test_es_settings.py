@@ -31,6 +31,21 @@ def test_credentials_in_urls_are_refused(host: str) -> None:
         ElasticsearchSettings(hosts=[host])
 
 
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("not-a-url", "is not a URL"),
+        ("es:9200", "is not a URL"),
+        ("ftp://es:9200", "must be http or https"),
+        ("http://:9200", "names no host"),
+        ("http://es:port", "port that is not a number"),
+    ],
+)
+def test_hosts_must_be_http_urls(host: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ElasticsearchSettings(hosts=[host])
+
+
 def test_unknown_index_placeholders_are_refused() -> None:
     with pytest.raises(ValidationError, match="sink_index may only use"):
         ElasticsearchSettings(sink_index="outcomes-{cluster}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,7 +56,49 @@ async def test_invalid_settings_exit_2_naming_the_field() -> None:
     )
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 2
-    assert b"ttl_s" in stderr
+    text = stderr.decode()
+    assert "--ttl-s / FEEDBACK_STREAM_TTL_S" in text
+    assert "--windows / FEEDBACK_STREAM_WINDOWS: '7x' is not a window" in text
+    assert "ttl_s:" not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "names", "message"),
+    [
+        (["--log-level", "LOUD"], {}, "--log-level / FEEDBACK_STREAM_LOG_LEVEL", "not a log level"),
+        ([], {"FEEDBACK_STREAM_LOG_LEVEL": "LOUD"}, "--log-level", "not a log level"),
+        (["--ttl-s", "0"], {}, "--ttl-s / FEEDBACK_STREAM_TTL_S", "must be positive"),
+        (["--windows", "5x"], {}, "--windows / FEEDBACK_STREAM_WINDOWS", "'5x' is not a window"),
+        (["--window", "5m", "--window", "5m"], {}, "--windows", "window 5m is given twice"),
+        (["--es-hosts", "not-a-url"], {}, "--es-hosts / FEEDBACK_STREAM_ES__HOSTS", "not a URL"),
+        (["--route", "bad"], {}, "--route / FEEDBACK_STREAM_ROUTE", "'puid' or 'partition'"),
+        (
+            [],
+            {"FEEDBACK_STREAM_TICK_INTERVAL_S": "fast"},
+            "--tick-interval-s / FEEDBACK_STREAM_TICK_INTERVAL_S",
+            "valid number",
+        ),
+        (["--history-since", "yesterday"], {}, "--history-since / FEEDBACK_STREAM_HISTORY__", ""),
+    ],
+)
+def test_configuration_errors_are_usage_errors_before_anything_starts(
+    argv: list[str], env: dict[str, str], names: str, message: str
+) -> None:
+    port = free_port()
+    completed = subprocess.run(
+        [str(EXECUTABLE), "run", "--http-host", "127.0.0.1", "--port", str(port), *argv],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert lines[0] == "usage: feedback-stream run [options]"
+    assert lines[1].startswith(f"feedback-stream run: error: {names}"), lines
+    assert message in lines[1]
+    assert "Traceback" not in completed.stderr
+    assert "HTTP on" not in completed.stderr  # nothing started
 
 
 @pytest.mark.kafka

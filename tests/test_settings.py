@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from pydantic import ValidationError
 
-from feedback_stream.settings import Settings, add_arguments, env_table, settings_from_args
+from feedback_stream.settings import (
+    Settings,
+    add_arguments,
+    env_table,
+    settings_from_args,
+    usage_errors,
+)
 
 
 def _parse(argv: list[str]) -> Settings:
@@ -67,10 +74,31 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 def test_choices_and_bounds_are_checked() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--time-basis", "response"])
-    with pytest.raises(ValueError, match="ttl_s"):
+    # Choices are the model's to check, so a flag and a variable fail alike.
+    with pytest.raises(ValidationError) as bad_choice:
+        settings_from_args(parser.parse_args(["--time-basis", "response"]))
+    assert usage_errors(bad_choice.value) == [
+        "--time-basis / FEEDBACK_STREAM_TIME_BASIS: Input should be 'feedback' or 'request'"
+    ]
+    with pytest.raises(ValidationError) as bad_ttl:
         _parse(["--ttl-s", "0"])
+    assert usage_errors(bad_ttl.value) == [
+        "--ttl-s / FEEDBACK_STREAM_TTL_S: '0': a duration must be positive"
+    ]
+
+
+def test_usage_errors_name_nested_flags_and_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDBACK_STREAM_ES__SINK_BULK_SIZE", "0")
+    with pytest.raises(ValidationError) as error:
+        _parse([])
+    (line,) = usage_errors(error.value)
+    assert line.startswith("--es-sink-bulk-size / FEEDBACK_STREAM_ES__SINK_BULK_SIZE: ")
+
+
+def test_durations_and_log_levels_are_read_as_people_write_them() -> None:
+    settings = _parse(["--ttl", "30m", "--log-level", "debug"])
+    assert settings.ttl_s == 1800.0
+    assert settings.log_level == "DEBUG"
 
 
 def test_security_fields_reach_aiokafka_arguments() -> None:
@@ -105,7 +133,7 @@ def test_every_field_has_a_flag_an_env_var_and_a_description() -> None:
     assert len(names) == len(set(names))
     assert all(name.startswith("FEEDBACK_STREAM_") for name in names)
     assert all(description for *_, description in rows)
-    flags = {row[1] for row in rows}
+    flags = {flag for row in rows for flag in row[1].split(", ")}
     assert {"--kafka-bootstrap-servers", "--dlq-topic", "--ttl-s", "--es-hosts"} <= flags
 
 

@@ -29,9 +29,9 @@ from feedback_stream.windows import WindowSpec, parse_duration
 __all__ = ["build_parser", "main"]
 
 
-def _window(text: str) -> WindowSpec:
+def _windows(text: str) -> list[WindowSpec]:
     try:
-        return WindowSpec.parse(text)
+        return [WindowSpec.parse(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -106,33 +106,64 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+_REPLAY_INPUT = """\
+input: one consumed Kafka record per line, as a JSON object:
+
+  {"topic": "seldon", "partition": 0, "offset": 17, "timestamp": 1767225600000,
+   "key": null,
+   "headers": {"ce_type": "io.seldon.serving.inference.response",
+               "ce_requestid": "puid-1", "ce_endpoint": "default",
+               "ce_modelid": "classifier", "content-type": "application/json"},
+   "value": {"data": {"names": ["t:0", "t:1", "t:2"],
+                      "ndarray": [[0.1, 0.7, 0.2]]}}}
+
+  topic, partition, offset  where the record was read (a repeat counts once)
+  timestamp                 record time, ms since the epoch: the event time and
+                            the replay's clock
+  headers                   the record's headers, string values: CloudEvents
+                            binary (ce_*), Seldon's own (type, requestid, ...), or
+                            content-type application/cloudevents+json with the
+                            whole CloudEvent as value
+  value                     the record value: JSON, or a string where it is not JSON
+
+Every encoding, with examples: docs/events.md. 'feedback-stream generate'
+writes such a file.
+"""
+
+
 def _add_replay_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "replay",
         help="compute metrics from a file of consumed Kafka records (JSON lines)",
         description=(
-            "Replay INPUT (one consumed Kafka record per line; '-' for stdin) and print "
+            "Replay INPUT (one consumed Kafka record per line; '-' for stdin) and print\n"
             "the metrics of every model as of the last record timestamp."
         ),
+        epilog=_REPLAY_INPUT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="INPUT.jsonl")
     parser.add_argument(
         "--window",
-        action="append",
-        type=_window,
+        "--windows",
+        action="extend",
+        type=_windows,
         metavar="WINDOW",
-        help="'total', a duration (30s, 5m, 1h) or a number of outcomes; repeatable "
-        "(default: total)",
+        help="'total', a duration (30s, 5m, 1h) or a number of outcomes; repeatable or "
+        "comma separated, as run's --windows (default: total)",
     )
     parser.add_argument(
         "--ttl",
+        "--ttl-s",
         type=_duration,
         default=3600.0,
         metavar="DURATION",
-        help="how long a puid waits for its other parts and stays amendable (default 1h)",
+        help="how long a puid waits for its other parts and stays amendable: seconds or "
+        "a duration like 30m (default 1h)",
     )
     parser.add_argument(
         "--time",
+        "--time-basis",
         choices=[basis.value for basis in TimeBasis],
         default=TimeBasis.FEEDBACK.value,
         help="which event time places an outcome in time windows (default feedback)",

@@ -66,7 +66,7 @@ from feedback_stream.kafka.dlq import DeadLetterQueue
 from feedback_stream.kafka.repartition import Repartitioner
 from feedback_stream.metrics import WindowMetrics
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
-from feedback_stream.settings import Settings, add_arguments, settings_from_args
+from feedback_stream.settings import Settings, add_arguments, settings_from_args, usage_errors
 from feedback_stream.windows import WindowKind
 
 __all__ = ["Service", "add_run_parser", "configure_logging", "load_settings"]
@@ -593,13 +593,20 @@ def configure_logging(level: str) -> None:
 
 
 def load_settings(args: argparse.Namespace, command: str, **overrides: Any) -> Settings | None:
-    """Settings from flags and environment; prints the problems and returns None if invalid."""
+    """Settings from flags and environment, or ``None`` after printing a usage error.
+
+    Each problem names the flag and the variable (``--ttl-s /
+    FEEDBACK_STREAM_TTL_S: ...``), after the command's usage line, as
+    argparse prints its own errors; the caller exits 2 before anything starts.
+    """
     try:
         return settings_from_args(args, **overrides)
     except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            print(f"feedback-stream {command}: {where}: {error['msg']}", file=sys.stderr)
+        usage: Callable[[], str] | None = getattr(args, "format_usage", None)
+        if usage is not None:
+            print(usage(), end="", file=sys.stderr)
+        for line in usage_errors(exc):
+            print(f"feedback-stream {command}: error: {line}", file=sys.stderr)
         return None
 
 
@@ -620,6 +627,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     """``feedback-stream run``: the service; every setting is a flag and a variable."""
     parser = subparsers.add_parser(
         "run",
+        usage="%(prog)s [options]",
         help="run the streaming processor (Kafka and/or HTTP CloudEvents in, /metrics out)",
         description=(
             "Consume Seldon / KServe request, response and feedback CloudEvents from Kafka "
@@ -628,4 +636,4 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         ),
     )
     add_arguments(parser)
-    parser.set_defaults(handler=_run_command)
+    parser.set_defaults(handler=_run_command, format_usage=parser.format_usage)

@@ -16,17 +16,27 @@ present) use ``__`` in the environment (``FEEDBACK_STREAM_ES__URL``) and a
 from __future__ import annotations
 
 import argparse
+import logging
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from feedback_stream._lists import split_commas
 from feedback_stream.core2.experiments import Experiments
 from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, topic_pattern
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
+from feedback_stream.windows import WindowSpec, parse_duration
 
 __all__ = [
     "ENV_PREFIX",
@@ -37,6 +47,7 @@ __all__ = [
     "env_table",
     "markdown_table",
     "settings_from_args",
+    "usage_errors",
 ]
 
 ENV_PREFIX = "FEEDBACK_STREAM_"
@@ -145,7 +156,9 @@ class Settings(BaseSettings):
         description="metric windows: total, a width (30s, 5m, 1h) or a count (1000)",
     )
     ttl_s: float = Field(
-        3600.0, gt=0, description="seconds an unmatched event waits for its partner"
+        3600.0,
+        gt=0,
+        description="seconds an unmatched event waits for its partner (a duration: 90, 30m, 1h)",
     )
     route: Route = Field(
         "puid",
@@ -177,7 +190,9 @@ class Settings(BaseSettings):
         description="folder for per-partition state checkpoints taken on revoke and shutdown, "
         "restored on assignment within ttl_s; empty: none",
     )
-    log_level: str = Field("INFO", description="Python log level")
+    log_level: str = Field(
+        "INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR or CRITICAL"
+    )
 
     # -- Elasticsearch (the ES engineer's models) ------------------------
     es: ElasticsearchSettings = Field(
@@ -216,6 +231,33 @@ class Settings(BaseSettings):
         )
         return {**data, "kafka_topic_pattern": pattern}
 
+    @field_validator("windows")
+    @classmethod
+    def _parse_windows(cls, value: list[str]) -> list[str]:
+        names = [WindowSpec.parse(text).name for text in value]
+        if not names:
+            raise ValueError("at least one window is needed")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"window {', '.join(repeated)} is given twice")
+        return names
+
+    @field_validator("ttl_s", mode="before")
+    @classmethod
+    def _ttl_duration(cls, value: object) -> object:
+        # "1h" as well as "3600": the same spelling replay's --ttl takes.
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping() or level == "NOTSET":
+            raise ValueError(
+                f"{value!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            )
+        return level
+
     @property
     def kafka_enabled(self) -> bool:
         """Whether a Kafka source runs: it is optional, HTTP ingest alone is a service."""
@@ -247,8 +289,10 @@ class Settings(BaseSettings):
 _ALIASES: dict[str, tuple[str, ...]] = {
     "http_port": ("--port",),
     "history_enabled": ("--history",),
+    "windows": ("--window",),
+    "ttl_s": ("--ttl",),
 }
-"""Short flags people type most, besides the generated ones."""
+"""Short flags people type most, besides the generated ones (``replay`` spells these)."""
 
 
 def _flag(prefix: str, name: str) -> str:
@@ -289,13 +333,21 @@ def _add_model(
         kwargs: dict[str, Any] = {"dest": _dest(prefix, name), "default": argparse.SUPPRESS}
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(annotation) is list:
+            # Repeating the flag adds to the list: --window total --window 5m.
+            kwargs.update(action="extend", type=_comma_items, metavar=name.upper())
         else:
-            kwargs["metavar"] = name.upper()
             choices = get_args(annotation) if get_origin(annotation) is Literal else ()
-            if choices:
-                kwargs["choices"] = list(choices)
+            # Choices are checked by the model, so that a bad flag and a bad variable
+            # get the same usage error (usage_errors).
+            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else name.upper()
         flags = [_flag(prefix, name), *_ALIASES.get(prefix + name, ())]
         parser.add_argument(*flags, help=help_text, **kwargs)
+
+
+def _comma_items(text: str) -> list[str]:
+    items = split_commas(text)
+    return [str(item) for item in items] if isinstance(items, list) else [str(items)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -323,6 +375,37 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     values = _nest(given, Settings, "")
     values.update(overrides)
     return Settings(**values)
+
+
+def _names_of(loc: tuple[int | str, ...]) -> tuple[str, str] | None:
+    """The (flag, environment variable) of the field an error location points at."""
+    model: type[BaseModel] = Settings
+    prefix, env = "", ENV_PREFIX
+    for part in loc:
+        if not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = _strip_optional(model.model_fields[part].annotation)
+        if _is_model(annotation):
+            model = typing.cast(type[BaseModel], annotation)
+            prefix, env = f"{prefix}{part}_", f"{env}{part}__"
+            continue
+        return _flag(prefix, part), (env + part).upper()
+    return None
+
+
+def usage_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, naming the flag and the variable the user may have set.
+
+    ``--ttl-s / FEEDBACK_STREAM_TTL_S: Input should be greater than 0``: the
+    user typed one of the two, never the field name ``ttl_s``.
+    """
+    lines = []
+    for error in exc.errors():
+        names = _names_of(tuple(error["loc"]))
+        where = f"{names[0]} / {names[1]}" if names else ".".join(map(str, error["loc"]))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return lines
 
 
 def env_table() -> list[tuple[str, str, str, str]]:

@@ -311,6 +311,7 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     """``feedback-stream demo``: the seed's iris default-vs-shadow comparison, live."""
     parser = subparsers.add_parser(
         "demo",
+        usage="%(prog)s [options]",
         help="run the processor with live iris default-vs-shadow traffic (no broker needed)",
         description=(
             "Start the processor and send it Seldon CloudEvents for an iris deployment with a "
@@ -343,4 +344,4 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="with --kafka: only produce the traffic, for a processor running elsewhere",
     )
     add_arguments(parser)
-    parser.set_defaults(handler=_run_command)
+    parser.set_defaults(handler=_run_command, format_usage=parser.format_usage)

@@ -94,7 +94,17 @@ class ElasticsearchSettings(BaseModel):
     @classmethod
     def _hosts_without_credentials(cls, hosts: list[str]) -> list[str]:
         for host in hosts:
-            parts = urlsplit(host if "://" in host else f"http://{host}")
+            if "://" not in host:
+                raise ValueError(
+                    f"{host!r} is not a URL: write http://HOST:9200 or https://HOST:9200"
+                )
+            parts = urlsplit(host)
+            if not parts.hostname:
+                raise ValueError(f"{host!r} names no host")
+            try:
+                parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+            except ValueError:
+                raise ValueError(f"{host!r} has a port that is not a number") from None
             if parts.username is not None or parts.password is not None:
                 raise ValueError(
                     "Elasticsearch host URLs must not carry credentials; "
