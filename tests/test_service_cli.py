@@ -135,3 +135,28 @@ async def test_a_required_history_that_cannot_be_read_exits_1() -> None:
     assert process.returncode == 1
     assert b"Traceback" not in stderr
     assert b"127.0.0.1" in stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--dlq-topic", "dead"], ["--repartition-topic", "keyed"]])
+def test_an_unreachable_broker_fails_start_without_leaking_clients(extra: list[str]) -> None:
+    nobody = free_port()  # nothing listens there
+    completed = subprocess.run(
+        [
+            str(EXECUTABLE),
+            "run",
+            "--http-host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--kafka-bootstrap-servers",
+            f"127.0.0.1:{nobody}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 1, completed.stderr
+    assert "Unable to bootstrap" in completed.stderr
+    assert "Unclosed" not in completed.stderr
+    assert "Traceback" not in completed.stderr

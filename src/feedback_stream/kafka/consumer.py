@@ -132,8 +132,12 @@ class KafkaSource:
             max_poll_records=s.kafka_max_batch,
             **s.kafka_security_kwargs(),
         )
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # unreachable brokers: close the client it holds
+            raise
         self._consumer = consumer
-        await consumer.start()
         listener = _Listener(self)
         if s.kafka_topic_pattern:
             consumer.subscribe(pattern=s.kafka_topic_pattern, listener=listener)

@@ -72,7 +72,11 @@ class DeadLetterQueue:
             enable_idempotence=True,
             **s.kafka_security_kwargs(),
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # a producer that never connected still holds a client
+            raise
         self._producer = producer
 
     async def send(

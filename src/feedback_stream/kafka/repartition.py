@@ -97,8 +97,12 @@ class Repartitioner:
             linger_ms=5,
             **s.kafka_security_kwargs(),
         )
-        await self._producer.start()
-        await self.source.start()
+        try:
+            await self._producer.start()
+            await self.source.start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def run(self) -> None:
         await self.source.run()
