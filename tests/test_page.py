@@ -10,6 +10,7 @@ colours.
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -151,3 +152,57 @@ async def test_the_page_draws_default_and_shadow_accuracy(tmp_path: Path) -> Non
     assert 'data-series="shadow / classifier"' in dom
     for text in ("precision", "recall", "F1", "label coverage", "setosa", "macro avg"):
         assert text in dom
+
+
+def _columns_with_colour(
+    rows: list[bytes], colour: tuple[int, int, int], top: int, bottom: int
+) -> list[int]:
+    """The x of every column of the band [top, bottom) holding a pixel of ``colour``."""
+    found = set()
+    for row in rows[top:bottom]:
+        for x in range(0, len(row), 3):
+            r, g, b = row[x], row[x + 1], row[x + 2]
+            if abs(r - colour[0]) + abs(g - colour[1]) + abs(b - colour[2]) < 60:
+                found.add(x // 3)
+    return sorted(found)
+
+
+async def test_a_window_that_empties_shows_a_gap_up_to_now(tmp_path: Path) -> None:
+    # Three iris requests answered and labelled at once, then nothing: the 2 s window
+    # empties after 2 s; the chart must not carry the last accuracy on to the right edge.
+    traffic = IrisTraffic(DemoConfig(n_requests=3, seed=2))
+    config = settings(windows=["2s", "total"], tick_interval_s=0.1)
+    async with running(config) as (_, url), aiohttp.ClientSession() as http:
+        for scheduled in traffic.schedule():
+            async with http.post(
+                f"{url}/", headers=scheduled.event.http_headers(), data=scheduled.event.body
+            ) as reply:
+                assert reply.status == 202
+        await asyncio.sleep(6.0)
+        shot = tmp_path / "page.png"
+        await _chromium_run(f"{url}/", tmp_path / "profile", f"--screenshot={shot}")
+        dom = (await _chromium_run(f"{url}/", tmp_path / "profile2", "--dump-dom")).decode()
+        async with http.get(f"{url}/api/v1/history") as reply:
+            history = await reply.json()
+
+    assert history["window"] == "2s"
+    points = history["models"][0]["points"]
+    assert points[-1][1] is None and any(a is not None for _, a in points)
+    assert abs(history["now"] - points[-1][0]) < 1.0
+
+    _, _, rows = decode_png(shot.read_bytes())
+    (tmp_path.parent / "emptied-window.png").write_bytes(shot.read_bytes())
+    columns = _columns_with_colour(rows, DEFAULT_BLUE, CHART_TOP, CHART_BOTTOM)
+    assert columns, "the default predictor's accuracy while its window held outcomes"
+    plot_left, plot_right = 24 + 62, 24 + 960 - 12  # page padding + the chart's margins
+    # About 2 s of 6+ s of samples hold outcomes: the right half of the plot is a gap.
+    assert max(columns) < plot_left + (plot_right - plot_left) * 0.6, max(columns)
+
+    assert 'data-window="2s"' in dom
+    assert "accuracy in the sliding 2s window" in dom
+    assert re.search(r'<text [^>]*data-axis="y"[^>]*>accuracy</text>', dom)
+    assert ">now " in dom  # the time axis ends at the processor's now
+    assert "(no outcome in the 2s window now)" in dom
+    assert "label coverage (all time)" in dom
+    assert 'data-note="shadow-reward"' in dom
+    assert "Seldon passes the same reward to every predictor" in dom

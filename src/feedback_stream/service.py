@@ -204,6 +204,7 @@ class Service:
             "window": name,
             "windows": [spec.name for spec in self.engine.specs],
             "interval_s": self.settings.tick_interval_s,
+            "now": self.now(),
             "models": [
                 {
                     **_labels(key),
@@ -215,13 +216,22 @@ class Service:
 
     def readiness(self) -> Readiness:
         checks = {"http": self._runner is not None}
-        if self.kafka is not None:
-            checks["kafka_assigned"] = self.kafka.assigned_once.is_set()
+        reasons: dict[str, str] = {}
+        # A member that owns no partition reads nothing: unready, and says why
+        # (its topic does not exist yet, or the group's other members own them all).
+        sources = {"kafka_assigned": self.kafka}
         if self.repartitioner is not None:
-            checks["repartition_assigned"] = self.repartitioner.source.assigned_once.is_set()
+            sources["repartition_assigned"] = self.repartitioner.source
+        for name, source in sources.items():
+            if source is not None:
+                checks[name] = bool(source.assigned)
+                if not checks[name]:
+                    reasons[name] = source.unassigned_reason()
         if self._history is not None:
             checks["history_loaded"] = bool(self._history.progress.ready)
-        return Readiness(all(checks.values()) and not self._stopped, checks)
+        if self._stopped:
+            reasons["stopping"] = "shutting down"
+        return Readiness(all(checks.values()) and not self._stopped, checks, reasons)
 
     def _window_name(self, window: str | None) -> str:
         names = [spec.name for spec in self.engine.specs]
@@ -566,6 +576,8 @@ def _current(window: str, m: WindowMetrics) -> dict[str, Any]:
         "correct": m.correct,
         "accuracy": m.accuracy,
         "accuracy_ci": list(m.accuracy_ci95) if m.accuracy_ci95 is not None else None,
+        "reward_count": m.reward_count,
+        "reward_mean": m.reward_mean,
         "classes": [
             {
                 "class": label,

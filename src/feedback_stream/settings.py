@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     )
     kafka_max_batch: int = Field(500, ge=1, description="records per getmany batch, at most")
     kafka_poll_timeout_ms: int = Field(200, ge=1, description="getmany wait for records, ms")
+    kafka_metadata_max_age_ms: int = Field(
+        5000,
+        ge=100,
+        description="topic metadata refresh, ms: a topic created after start (or newly "
+        "matching kafka_topic_pattern) is consumed within about this long",
+    )
     kafka_max_pending: int = Field(
         200_000,
         ge=1,

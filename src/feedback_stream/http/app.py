@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
@@ -50,10 +50,15 @@ class Problem(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
-    """``/readyz``: ready once partitions are assigned and any history is loaded."""
+    """``/readyz``: ready once partitions are assigned and any history is loaded.
+
+    ``reasons`` says, for a check that fails, why (``{"kafka_assigned":
+    "topic seldon does not exist yet ..."}``).
+    """
 
     ready: bool
     checks: Mapping[str, bool]
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -204,7 +209,11 @@ class _Handlers:
     async def readyz(self, request: web.Request) -> web.Response:
         readiness = self._backend.readiness()
         return _json(
-            {"ready": readiness.ready, "checks": dict(readiness.checks)},
+            {
+                "ready": readiness.ready,
+                "checks": dict(readiness.checks),
+                "reasons": dict(readiness.reasons),
+            },
             status=200 if readiness.ready else 503,
         )
 

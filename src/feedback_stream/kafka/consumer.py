@@ -130,6 +130,10 @@ class KafkaSource:
             enable_auto_commit=False,
             auto_offset_reset=s.kafka_auto_offset_reset,
             max_poll_records=s.kafka_max_batch,
+            # aiokafka's default is 5 minutes: a topic created after start would sit
+            # unread that long. A refresh that finds a new (or newly matching) topic
+            # makes the group rebalance, and the topic is assigned.
+            metadata_max_age_ms=s.kafka_metadata_max_age_ms,
             **s.kafka_security_kwargs(),
         )
         try:
@@ -165,6 +169,26 @@ class KafkaSource:
     def stop(self) -> None:
         """Ask the loop to finish its batch and shut down (signal-handler safe)."""
         self._stopping.set()
+
+    def unassigned_reason(self) -> str:
+        """Why this member owns no partition (for ``/readyz``); ``""`` when it owns some."""
+        if self._assigned:
+            return ""
+        consumer = self._consumer
+        s = self._settings
+        if consumer is None:
+            return "the Kafka consumer is not started"
+        if not self.assigned_once.is_set():
+            return f"joining consumer group {s.kafka_group_id!r}"
+        every = f"(topic metadata is refreshed every {s.kafka_metadata_max_age_ms / 1000:g} s)"
+        if s.kafka_topic_pattern:
+            if not consumer.subscription():
+                return f"no topic matches {s.kafka_topic_pattern!r} yet {every}"
+        else:
+            missing = [t for t in s.kafka_topics if consumer.partitions_for_topic(t) is None]
+            if missing:
+                return f"topic {', '.join(missing)} does not exist yet {every}"
+        return f"every partition is owned by other members of consumer group {s.kafka_group_id!r}"
 
     def positions(self) -> dict[tuple[str, int], int]:
         """The committed offset (next to read) of each assigned partition, where known."""

@@ -26,47 +26,80 @@ function el(tag, attrs = {}, text = null) {
   return node;
 }
 
-function drawChart(series) {
-  const W = 960, H = 280, L = 44, R = 12, T = 10, B = 26;
+function windowTitle(name) {
+  // What the chart plots, in words: the windows are "total", a count or a width.
+  if (name === "total") return "cumulative accuracy (window total: every outcome so far)";
+  if (/^[0-9]+$/.test(name)) return `accuracy of the last ${name} outcomes (window ${name})`;
+  return `accuracy in the sliding ${name} window`;
+}
+
+function drawChart(series, now, intervalS) {
+  const W = 960, H = 280, L = 62, R = 12, T = 10, B = 26;
   const svg = el("svg:svg", { class: "chart", viewBox: `0 0 ${W} ${H}`,
                               preserveAspectRatio: "none", "data-chart": "accuracy" });
-  let tMin = Infinity, tMax = -Infinity;
-  for (const s of series) for (const [t, a] of s.points) if (a !== null) {
-    tMin = Math.min(tMin, t); tMax = Math.max(tMax, t);
-  }
-  if (!Number.isFinite(tMin)) { tMin = Date.now() / 1000 - 60; tMax = tMin + 60; }
-  if (tMax - tMin < 10) tMin = tMax - 10;
+  // The time axis runs from the oldest sample to now (the processor's clock), so a
+  // model whose window emptied shows a gap up to the right edge, not a line.
+  const tMax = now;
+  let tMin = Infinity;
+  for (const s of series) for (const [t] of s.points) tMin = Math.min(tMin, t);
+  if (!Number.isFinite(tMin) || tMax - tMin < 10) tMin = tMax - Math.max(10, tMax - tMin || 60);
   const x = (t) => L + ((t - tMin) / (tMax - tMin)) * (W - L - R);
   const y = (a) => T + (1 - a) * (H - T - B);
   for (const g of [0, 0.25, 0.5, 0.75, 1]) {
     svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(g), y2: y(g), stroke: "#d0d7de" }));
-    svg.append(el("svg:text", { x: 4, y: y(g) + 4 }, g.toFixed(2)));
+    svg.append(el("svg:text", { x: L - 6, y: y(g) + 4, "text-anchor": "end" }, g.toFixed(2)));
   }
+  const mid = (T + H - B) / 2;
+  svg.append(el("svg:text", { x: 14, y: mid, "text-anchor": "middle", "data-axis": "y",
+                              transform: `rotate(-90 14 ${mid})` }, "accuracy"));
   [["start", tMin], ["middle", (tMin + tMax) / 2], ["end", tMax]].forEach(([anchor, t]) => {
-    const label = new Date(t * 1000).toLocaleTimeString();
-    svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": anchor }, label));
+    let label = new Date(t * 1000).toLocaleTimeString();
+    if (anchor === "end") label = `now ${label}`;
+    svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": anchor, "data-axis": "x" },
+                  label));
   });
+  // A sample missing for longer than a few ticks (a restart) is a gap too.
+  const maxStep = 3 * Math.max(intervalS || 1, 0.001);
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
-    let d = "", pen = "M";
+    const runs = [];
+    let run = [], last = null;
     for (const [t, a] of s.points) {
-      if (a === null) { pen = "M"; continue; }
-      d += `${pen}${x(t).toFixed(1)},${y(a).toFixed(1)} `;
-      pen = "L";
+      if (a === null || (last !== null && t - last > maxStep)) {
+        if (run.length) runs.push(run);
+        run = [];
+      }
+      if (a !== null) run.push([t, a]);
+      last = t;
     }
-    if (d) svg.append(el("svg:path", { d, fill: "none", stroke: color, "stroke-width": 3,
-                                        "data-series": modelName(s) }));
+    if (run.length) runs.push(run);
+    const name = modelName(s);
+    for (const r of runs) {
+      if (r.length === 1) {  // an isolated sample: a dot, not an invisible path
+        svg.append(el("svg:circle", { cx: x(r[0][0]).toFixed(1), cy: y(r[0][1]).toFixed(1),
+                                      r: 3, fill: color, "data-series": name }));
+        continue;
+      }
+      const d = r.map(([t, a], k) => `${k ? "L" : "M"}${x(t).toFixed(1)},${y(a).toFixed(1)}`);
+      svg.append(el("svg:path", { d: d.join(" "), fill: "none", stroke: color,
+                                  "stroke-width": 3, "data-series": name }));
+    }
   });
   return svg;
 }
 
-function legend(series) {
+function legend(series, windowName) {
   const div = el("div", { class: "legend" });
   series.forEach((s, i) => {
     const span = el("span");
     const swatch = el("i");
     swatch.style.background = COLORS[i % COLORS.length];
     span.append(swatch, document.createTextNode(modelName(s)));
+    const lastPoint = s.points.length ? s.points[s.points.length - 1] : null;
+    if (lastPoint && lastPoint[1] === null) {
+      span.append(el("em", { class: "muted", "data-empty": windowName },
+                     ` (no outcome in the ${windowName} window now)`));
+    }
     div.append(span);
   });
   return div;
@@ -99,7 +132,8 @@ function metricsTable(models) {
 function summaryTable(models) {
   const table = el("table", { class: "summary" });
   const head = el("tr");
-  for (const h of ["predictor", "window", "accuracy", "95% CI", "outcomes", "label coverage"])
+  for (const h of ["predictor", "window", "accuracy", "95% CI", "outcomes", "reward mean",
+                   "label coverage (all time)"])
     head.append(el("th", {}, h));
   table.append(head);
   for (const m of models) {
@@ -109,10 +143,26 @@ function summaryTable(models) {
               el("td", {}, fmt(w.accuracy)),
               el("td", {}, w.accuracy_ci ? `${fmt(w.accuracy_ci[0])} – ${fmt(w.accuracy_ci[1])}` : "–"),
               el("td", {}, String(w.known ?? 0)),
+              el("td", {}, fmt(w.reward_mean)),
               el("td", {}, m.label_coverage === null ? "–" : `${fmt(100 * m.label_coverage, 1)} %`));
     table.append(tr);
   }
   return table;
+}
+
+function notes(models) {
+  // What the numbers cannot say by themselves.
+  const div = el("div", { class: "notes muted" });
+  div.append(el("p", {}, "Label coverage counts every response since the processor started, "
+                + "whatever the window."));
+  const predictors = new Set(models.map((m) => m.predictor));
+  if (predictors.size > 1) {
+    div.append(el("p", { "data-note": "shadow-reward" },
+      "Reward is the client's, as posted to the deployment's feedback endpoint: Seldon passes "
+      + "the same reward to every predictor, shadows included, so a shadow's reward mean judges "
+      + "the default's answers. Accuracy compares each predictor's own answer with the truth."));
+  }
+  return div;
 }
 
 function group(models, key) {
@@ -150,8 +200,11 @@ async function refresh() {
     for (const [dep, ms] of byDeployment) {
       const section = el("section", { "data-deployment": dep });
       const series = seriesBy.get(dep) || [];
-      section.append(el("h2", {}, `${dep} — accuracy (${history.window} window)`),
-                     drawChart(series), legend(series), summaryTable(ms), metricsTable(ms));
+      section.append(el("h2", { "data-window": history.window },
+                        `${dep} — ${windowTitle(history.window)}`),
+                     drawChart(series, history.now ?? Date.now() / 1000, history.interval_s),
+                     legend(series, history.window), summaryTable(ms), notes(ms),
+                     metricsTable(ms));
       root.append(section);
     }
     if (!byDeployment.size) root.append(el("p", { class: "muted" }, "no outcomes yet"));
