@@ -110,7 +110,8 @@ async def test_a_member_whose_group_peers_own_every_partition_says_so(
     ):
 
         async def settled() -> bool:
-            assert first.kafka is not None and second.kafka is not None
+            assert first.kafka is not None
+            assert second.kafka is not None
             owners = [bool(first.kafka.assigned), bool(second.kafka.assigned)]
             return sorted(owners) == [False, True]
 
