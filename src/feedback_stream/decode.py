@@ -44,6 +44,7 @@ __all__ = [
     "decode_kafka_record",
     "parse_ce_time",
     "read_classes",
+    "read_rows",
 ]
 
 EVENT_TYPES: Final[Mapping[str, EventKind]] = {
@@ -513,14 +514,14 @@ def _event(
             return new_event(kind, puid, key, time, identity, None, None, position, None)
         payload = _parse_json(data, _PAYLOAD[kind])
         if kind is EventKind.RESPONSE:
-            classes = read_classes(payload, "response")
+            classes, rows = read_rows(payload, "response")
             names = _given_names(payload)
             if names is not None:
                 for predicted in classes:
                     if predicted not in names:
                         names = None  # the names label columns of scalar rows, not classes
                         break
-            return new_event(kind, puid, key, time, identity, classes, None, position, names)
+            return new_event(kind, puid, key, time, identity, classes, None, position, names, rows)
         truth, reward, truth_names = _read_feedback(payload)
         return new_event(kind, puid, key, time, identity, truth, reward, position, truth_names)
     except _Invalid as exc:
@@ -656,6 +657,16 @@ def read_classes(message: Any, what: str) -> tuple[str, ...]:
     reshaped). Raises the module's private error, so call it through an
     entry point unless you catch ``Exception``.
     """
+    return read_rows(message, what)[0]
+
+
+def read_rows(message: Any, what: str) -> tuple[tuple[str, ...], list[Any]]:
+    """The class of each row (as :func:`read_classes`) and the rows themselves.
+
+    The rows are the payload's own list (reshaped for tensors): per row a
+    number, string or boolean, or a list of numbers. They are what a
+    model's kind reads scores from (:mod:`feedback_stream.model_kinds`).
+    """
     if not isinstance(message, dict):
         raise _Invalid("bad_payload", f"{what} must be a JSON object, got {_kind(message)}")
     data = message.get("data")
@@ -667,10 +678,11 @@ def read_classes(message: Any, what: str) -> tuple[str, ...]:
             raise _Invalid("bad_payload", f"{what}.data.names must be a list, got {_kind(names)}")
         shared = _shared_names(names) if names else None
         if "ndarray" in data:
-            return _rows_classes(data["ndarray"], shared, what, ".data.ndarray")
+            rows = data["ndarray"]
+            return _rows_classes(rows, shared, what, ".data.ndarray"), rows
         if "tensor" in data:
             rows = _tensor_rows(data["tensor"], f"{what}.data.tensor")
-            return _rows_classes(rows, shared, what, ".data.tensor")
+            return _rows_classes(rows, shared, what, ".data.tensor"), rows
         for other in ("tftensor", "strData", "jsonData", "binData"):
             if other in data:
                 raise _Invalid("not_classifiable", f"{what}.data.{other} holds no classes")
@@ -678,11 +690,13 @@ def read_classes(message: Any, what: str) -> tuple[str, ...]:
             "bad_payload", f"{what}.data has none of 'ndarray' or 'tensor' to read classes from"
         )
     if "predictions" in message:
-        return _rows_classes(message["predictions"], None, what, ".predictions")
+        rows = message["predictions"]
+        return _rows_classes(rows, None, what, ".predictions"), rows
     if "outputs" in message:
-        return _v2_classes(message["outputs"], f"{what}.outputs")
+        return _v2_rows(message["outputs"], f"{what}.outputs")
     if "instances" in message:
-        return _rows_classes(message["instances"], None, what, ".instances")
+        rows = message["instances"]
+        return _rows_classes(rows, None, what, ".instances"), rows
     for other in ("strData", "jsonData", "binData"):
         if other in message:
             raise _Invalid(
@@ -704,7 +718,7 @@ def _tensor_rows(tensor: Any, what: str) -> list[Any]:
     return _reshape(values, shape, what)
 
 
-def _v2_classes(outputs: Any, what: str) -> tuple[str, ...]:
+def _v2_rows(outputs: Any, what: str) -> tuple[tuple[str, ...], list[Any]]:
     if not isinstance(outputs, list) or not outputs:
         raise _Invalid("bad_payload", f"{what} must be a non-empty list of tensors")
     first = outputs[0]
@@ -715,7 +729,7 @@ def _v2_classes(outputs: Any, what: str) -> tuple[str, ...]:
         raise _Invalid("bad_payload", f"{what}[0].data must be a list, got {_kind(data)}")
     flat = _flatten(data, f"{what}[0].data")
     rows = _reshape(flat, first.get("shape"), f"{what}[0]")
-    return _rows_classes(rows, None, what, "[0].data")
+    return _rows_classes(rows, None, what, "[0].data"), rows
 
 
 def _flatten(data: list[Any], what: str) -> list[Any]:

@@ -26,6 +26,7 @@ from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.join import DEFAULT_TTL_S, JoinResult
 from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.metrics import Counts, WindowMetrics, compute
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import TimeBasis
 from feedback_stream.partition import (
     EventCounters,
@@ -35,6 +36,7 @@ from feedback_stream.partition import (
     ResultListener,
 )
 from feedback_stream.report import build_report
+from feedback_stream.scores import ModelKind
 from feedback_stream.windows import WindowKind, WindowSpec
 
 __all__ = ["ALL_PARTITIONS", "Engine", "StateKey"]
@@ -53,6 +55,7 @@ class Engine:
         ttl: join TTL in seconds (default one hour).
         time_basis: ``"feedback"`` (default) or ``"request"``.
         route: ``"puid"`` (one state for every partition) or ``"partition"``.
+        kinds: the declared model kinds (``--models-config``); default: detect.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Engine:
         ttl: float = DEFAULT_TTL_S,
         time_basis: TimeBasis | str = TimeBasis.FEEDBACK,
         route: Literal["puid", "partition"] = "puid",
+        kinds: ModelKinds | None = None,
     ) -> None:
         specs = [w if isinstance(w, WindowSpec) else WindowSpec.parse(w) for w in windows]
         names = [s.name for s in specs]
@@ -74,6 +78,7 @@ class Engine:
         self.ttl = float(ttl)
         self.time_basis = TimeBasis(time_basis)
         self.route = route
+        self.kinds = kinds if kinds is not None else ModelKinds()
         self.sequence = OutcomeSequence()
         self.states: dict[StateKey, PartitionState] = {}
         self.clock = float("-inf")
@@ -92,7 +97,7 @@ class Engine:
         """The state for ``key``, created empty when first needed."""
         state = self.states.get(key)
         if state is None:
-            state = PartitionState(self.specs, self.ttl, self.time_basis, self.sequence)
+            state = PartitionState(self.specs, self.ttl, self.time_basis, self.sequence, self.kinds)
             self._attach(state)
             self.states[key] = state
         return state
@@ -161,6 +166,7 @@ class Engine:
         # under; a changed time basis applies to outcomes joined from now on.
         state.join.ttl = self.ttl
         state.join.time_basis = self.time_basis
+        state.join.kinds = self.kinds
         self._attach(state)
         self.states[key] = state
         if state.clock > self.clock:
@@ -201,8 +207,14 @@ class Engine:
                 total.merge(counters)
         return total
 
-    def counts(self, key: ModelKey, window: str, now: float | None = None) -> Counts:
-        """The merged counts of one window of one model as of ``now`` (default: the clock)."""
+    def counts(
+        self, key: ModelKey, window: str, now: float | None = None, *, share: bool = False
+    ) -> Counts:
+        """The merged counts of one window of one model as of ``now`` (default: the clock).
+
+        With ``share``, a model held by one state gets that state's own
+        counts, not a copy: for callers that read them at once.
+        """
         at = self.clock if now is None or now < self.clock else now
         spec = next((s for s in self.specs if s.name == window), None)
         if spec is None:
@@ -216,14 +228,24 @@ class Engine:
             union = [o for s in states for o in s.models[key].windows[window].live()]
             union.sort(key=lambda o: o.seq)
             return Counts.of(union[-spec.size :])
+        if len(states) == 1 and share:
+            return states[0].counts(key, window, at)
         total = Counts()
         for state in states:
             total.merge(state.counts(key, window, at))
         return total
 
+    def _read(self, key: ModelKey, window: str, now: float | None) -> Counts:
+        """:meth:`counts` without copying a single state's counts (read at once, never kept)."""
+        return self.counts(key, window, now, share=True)
+
     def metrics(self, key: ModelKey, window: str, now: float | None = None) -> WindowMetrics:
         """All metrics of one window of one model (for the Prometheus collector)."""
-        return compute(self.counts(key, window, now))
+        return compute(self._read(key, window, now))
+
+    def kind(self, key: ModelKey) -> tuple[ModelKind, bool]:
+        """(kind, declared) of a model: undeclared models are read as classification."""
+        return self.kinds.kind(key)
 
     def report(
         self, now: float | None = None, windows: Sequence[str] | None = None
@@ -239,4 +261,5 @@ class Engine:
                     self.model_counters(key),
                 )
             )
-        return build_report(models, self.events(), self.pending)
+        kinds = {key: self.kind(key) for key, _, _ in models}
+        return build_report(models, self.events(), self.pending, kinds)

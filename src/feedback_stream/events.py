@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "Event",
@@ -80,6 +81,12 @@ class Event:
     with. A truth given without names is read in its response's names when
     the join pairs them (docs/semantics.md), so copy it along when rebuilding
     an event (``dataclasses.replace``).
+
+    ``values`` are a response's rows as decoded, before any class was taken
+    from them: a list with, per row, a number, a string, a boolean or a list
+    of numbers (the parsed payload itself, not a copy: never mutate it).
+    :mod:`feedback_stream.model_kinds` reads scores from them; ``None`` for
+    requests and feedback.
     """
 
     kind: EventKind
@@ -91,14 +98,15 @@ class Event:
     reward: float | None = None
     position: SourcePosition | None = None
     names: tuple[str, ...] | None = None
+    values: list[Any] | None = None
 
 
 _new_object = object.__new__
 _set_kind, _set_puid, _set_key, _set_time, _set_identity = (
     Event.__dict__[name].__set__ for name in ("kind", "puid", "key", "time", "identity")
 )
-_set_classes, _set_reward, _set_position, _set_names = (
-    Event.__dict__[name].__set__ for name in ("classes", "reward", "position", "names")
+_set_classes, _set_reward, _set_position, _set_names, _set_values = (
+    Event.__dict__[name].__set__ for name in ("classes", "reward", "position", "names", "values")
 )
 
 
@@ -112,6 +120,7 @@ def new_event(
     reward: float | None,
     position: SourcePosition | None,
     names: tuple[str, ...] | None,
+    values: list[Any] | None = None,
 ) -> Event:
     """``Event(...)`` at half the cost, for the decoder's per-record path.
 
@@ -130,4 +139,5 @@ def new_event(
     _set_reward(event, reward)
     _set_position(event, position)
     _set_names(event, names)
+    _set_values(event, values)
     return event

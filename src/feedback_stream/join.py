@@ -38,7 +38,9 @@ from typing import Any, TypeVar
 
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import Outcome, TimeBasis, is_conflict, pair_outcomes
+from feedback_stream.scores import ModelKind, ResponseScores
 
 __all__ = ["EventStatus", "JoinResult", "JoinStore", "Sequence", "identity_hash"]
 
@@ -94,6 +96,7 @@ class _Response:
     time: float
     labelled: bool = False
     names: tuple[str, ...] | None = None
+    scores: ResponseScores | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -262,6 +265,8 @@ class JoinStore:
         ttl: seconds an entry lives after the newest event time of its puid.
         time_basis: which time places outcomes in time windows.
         sequence: outcome sequence numbers, shared with other stores of an engine.
+        kinds: the declared model kinds, which read each response's rows
+            (:mod:`feedback_stream.model_kinds`); by default every kind is detected.
     """
 
     def __init__(
@@ -269,12 +274,14 @@ class JoinStore:
         ttl: float = DEFAULT_TTL_S,
         time_basis: TimeBasis = TimeBasis.FEEDBACK,
         sequence: Sequence | None = None,
+        kinds: ModelKinds | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError(f"ttl must be positive, got {ttl}")
         self.ttl = float(ttl)
         self.time_basis = TimeBasis(time_basis)
         self.sequence = sequence if sequence is not None else Sequence()
+        self.kinds = kinds if kinds is not None else ModelKinds()
         self._entries: dict[str, _Entry] = {}
         self._deadlines = _Deadlines()
         self._arrivals = 0
@@ -303,7 +310,13 @@ class JoinStore:
         kind = event.kind
         if kind is EventKind.RESPONSE:
             if event.classes is not None and _response(entry, event.key) is None:
-                response = _Response(event.key, event.classes, event.time, names=event.names)
+                read = self.kinds.interpret(event)
+                if isinstance(read, DecodeError):
+                    # Not joinable until its kind is known: counted, never read as junk classes.
+                    result.errors.append(read)
+                    return result
+                classes, names, scores = read
+                response = _Response(event.key, classes, event.time, names=names, scores=scores)
                 entry.responses = _append(entry.responses, response)
                 self._rejoin(event.puid, entry, (event.key,), result)
         elif kind is EventKind.FEEDBACK:
@@ -413,11 +426,13 @@ class JoinStore:
                 best.time,
                 request_time,
                 self.sequence.take(rows),
+                response.scores,
             )
             entry.pairs[key] = _Pair(best, time, outcomes)
             result.applied.extend(outcomes)
             changed = old is None or old.feedback is not best
-            if changed and is_conflict(response.classes, truth, best.reward):
+            numeric = response.scores is not None and response.scores.kind is ModelKind.REGRESSION
+            if changed and not numeric and is_conflict(response.classes, truth, best.reward):
                 result.conflicts.append(key)
             if not response.labelled:
                 response.labelled = True
@@ -479,6 +494,7 @@ class JoinStore:
                             r.time,
                             r.labelled,
                             None if r.names is None else list(r.names),
+                            None if r.scores is None else r.scores.to_list(),
                         ]
                         for r in _items(e.responses)
                     ],
@@ -527,9 +543,15 @@ class JoinStore:
             entry = _Entry(deadline, b"".join(h.to_bytes(8, "little") for h in seen))
             for k, t in reqs:
                 entry.requests = _append(entry.requests, (ModelKey(*k), t))
-            for k, c, t, lab, names in resps:
+            for k, c, t, lab, names, *more in resps:
+                scores = more[0] if more else None
                 response = _Response(
-                    ModelKey(*k), tuple(c), t, lab, None if names is None else tuple(names)
+                    ModelKey(*k),
+                    tuple(c),
+                    t,
+                    lab,
+                    None if names is None else tuple(names),
+                    None if scores is None else ResponseScores.from_list(scores),
                 )
                 entry.responses = _append(entry.responses, response)
             feedbacks = [

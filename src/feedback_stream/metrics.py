@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from feedback_stream.outcomes import Outcome
+from feedback_stream.scores import Quality, QualityMetrics
 
 __all__ = ["ClassMetrics", "Counts", "WindowMetrics", "compute", "wilson_interval"]
 
@@ -33,10 +34,13 @@ class Counts:
 
     ``confusion`` maps (true class, predicted class) to a positive count;
     cells that fall to zero are deleted, so the labels of a window are
-    exactly the classes of the outcomes it holds.
+    exactly the classes of the outcomes it holds. ``quality`` sums the
+    outcomes' score terms (:mod:`feedback_stream.scores`), made when the
+    first one arrives.
     """
 
-    __slots__ = ("confusion", "correct", "known", "outcomes", "reward_count", "reward_sum")
+    __slots__ = ("confusion", "correct", "known", "outcomes", "quality", "reward_count",
+                 "reward_sum")  # fmt: skip
 
     def __init__(self) -> None:
         self.confusion: dict[tuple[str, str], int] = {}
@@ -45,6 +49,7 @@ class Counts:
         self.correct = 0
         self.reward_count = 0
         self.reward_sum = 0.0
+        self.quality: Quality | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes += 1
@@ -62,6 +67,12 @@ class Counts:
         if reward is not None:
             self.reward_count += 1
             self.reward_sum += reward
+        term = outcome.term
+        if term is not None:
+            quality = self.quality
+            if quality is None:
+                quality = self.quality = Quality()
+            quality.add(term)
 
     def remove(self, outcome: Outcome) -> None:
         self.outcomes -= 1
@@ -84,6 +95,10 @@ class Counts:
             self.reward_count -= 1
             # Reset at zero so that float residue from add/remove never outlives the data.
             self.reward_sum = self.reward_sum - reward if self.reward_count else 0.0
+        term = outcome.term
+        if term is not None:
+            assert self.quality is not None
+            self.quality.remove(term)
 
     def merge(self, other: Counts) -> None:
         """Add another window's counts (read-time merge of partitions)."""
@@ -94,6 +109,10 @@ class Counts:
         self.reward_sum += other.reward_sum
         for cell, count in other.confusion.items():
             self.confusion[cell] = self.confusion.get(cell, 0) + count
+        if other.quality is not None:
+            if self.quality is None:
+                self.quality = Quality()
+            self.quality.merge(other.quality)
 
     def copy(self) -> Counts:
         twin = Counts()
@@ -117,6 +136,7 @@ class Counts:
             and self.correct == other.correct
             and self.reward_count == other.reward_count
             and math.isclose(self.reward_sum, other.reward_sum, rel_tol=1e-12, abs_tol=1e-9)
+            and _quality_list(self.quality) == _quality_list(other.quality)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -135,6 +155,7 @@ class Counts:
             self.reward_count,
             self.reward_sum,
             [[t, p, n] for (t, p), n in self.confusion.items()],
+            _quality_list(self.quality),
         ]
 
     @classmethod
@@ -147,9 +168,22 @@ class Counts:
             counts.reward_count,
             counts.reward_sum,
             cells,
+            *more,
         ) = data
         counts.confusion = {(t, p): n for t, p, n in cells}
+        if more and more[0] is not None:
+            counts.quality = Quality.from_list(more[0])
         return counts
+
+
+def _quality_list(quality: Quality | None) -> list[Any] | None:
+    """A quality's plain data, ``None`` when it holds nothing (so empty equals absent)."""
+    if quality is None or quality.is_empty():
+        return None
+    return quality.to_list()
+
+
+_NO_QUALITY: Final = QualityMetrics()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +212,7 @@ class WindowMetrics:
     reward_count: int
     reward_sum: float
     reward_mean: float | None
+    quality: QualityMetrics = _NO_QUALITY
 
     def to_dict(self) -> dict[str, Any]:
         def average(prf: tuple[float, float, float] | None) -> dict[str, float | None]:
@@ -210,6 +245,7 @@ class WindowMetrics:
                 "sum": self.reward_sum,
                 "mean": self.reward_mean,
             },
+            **self.quality.to_dict(),
         }
 
 
@@ -293,4 +329,5 @@ def compute(counts: Counts) -> WindowMetrics:
         reward_count=counts.reward_count,
         reward_sum=counts.reward_sum,
         reward_mean=counts.reward_sum / counts.reward_count if counts.reward_count else None,
+        quality=_NO_QUALITY if counts.quality is None else counts.quality.result(),
     )

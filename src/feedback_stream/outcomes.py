@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Final
 
 from feedback_stream.events import ModelKey
+from feedback_stream.scores import ModelKind, ResponseScores, Term
 
 __all__ = ["Outcome", "OutcomeResult", "TimeBasis", "is_conflict", "pair_outcomes", "to_tick"]
 
@@ -58,6 +59,11 @@ class Outcome:
     outcomes by when they were applied (count windows keep the newest);
     ``retracted`` is set once an amendment has taken the outcome back, so
     that windows evicting it later know its counts are already gone.
+    ``term`` is what the outcome adds to score-based metrics (log loss,
+    ROC AUC, regression errors; :mod:`feedback_stream.scores`), ``None``
+    when its response had no scores or its truth is unknown. A regression
+    outcome has no ``truth`` class and no ``correct``: its truth is in
+    ``term``.
     """
 
     key: ModelKey
@@ -74,6 +80,7 @@ class Outcome:
     request_time: float | None
     seq: int
     retracted: bool = False
+    term: Term | None = None
 
     @property
     def result(self) -> OutcomeResult:
@@ -93,17 +100,28 @@ def pair_outcomes(
     feedback_time: float,
     request_time: float | None,
     first_seq: int,
+    scores: ResponseScores | None = None,
 ) -> tuple[Outcome, ...]:
     """The outcomes of one (response, feedback) pair; ``truth`` must match the rows.
 
     Sequence numbers ``first_seq``, ``first_seq + 1``, ... go to the rows.
+    With ``scores``, each row whose true class is known (given, or implied
+    by a reward of 1) gets its term; a regression row takes its truth from
+    the feedback's truth only (a reward says nothing about a number).
     """
     tick = to_tick(time)
     outcomes: list[Outcome] = []
+    regression = scores is not None and scores.kind is ModelKind.REGRESSION
     for row, pred in enumerate(predicted):
         true_class: str | None
         correct: bool | None
-        if truth is not None:
+        term: Term | None = None
+        if regression:
+            assert scores is not None
+            true_class = correct = None
+            if truth is not None:
+                term = scores.term(row, truth[row])
+        elif truth is not None:
             true_class = truth[row]
             correct = true_class == pred
         elif reward == 1.0:
@@ -112,6 +130,8 @@ def pair_outcomes(
             true_class, correct = None, False
         else:
             true_class, correct = None, None
+        if scores is not None and true_class is not None and not regression:
+            term = scores.term(row, true_class)
         outcomes.append(
             Outcome(
                 key,
@@ -127,6 +147,7 @@ def pair_outcomes(
                 feedback_time,
                 request_time,
                 first_seq + row,
+                term=term,
             )
         )
     return tuple(outcomes)

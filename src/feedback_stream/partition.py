@@ -19,6 +19,7 @@ from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import DEFAULT_TTL_S, EventStatus, JoinResult, JoinStore
 from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.metrics import Counts
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis, to_tick
 from feedback_stream.windows import ModelWindows, WindowSpec
 
@@ -121,9 +122,12 @@ class ModelCounters:
     reward_sum: float = 0.0
     reward_retracted_count: int = 0
     reward_retracted_sum: float = 0.0
+    needs_kind: int = 0
+    """Responses refused because their kind must be declared (``needs_kind``)."""
 
     def merge(self, other: ModelCounters) -> None:
         self.responses += other.responses
+        self.needs_kind += other.needs_kind
         self.labelled += other.labelled
         self.conflicts += other.conflicts
         self.label_delay_count += other.label_delay_count
@@ -157,6 +161,7 @@ class ModelCounters:
             "reward_sum": self.reward_sum,
             "reward_retracted_count": self.reward_retracted_count,
             "reward_retracted_sum": self.reward_retracted_sum,
+            "needs_kind": self.needs_kind,
         }
 
     @classmethod
@@ -176,6 +181,7 @@ class ModelCounters:
             reward_sum=data["reward_sum"],
             reward_retracted_count=data["reward_retracted_count"],
             reward_retracted_sum=data["reward_retracted_sum"],
+            needs_kind=data.get("needs_kind", 0),
         )
 
 
@@ -187,6 +193,7 @@ class PartitionState:
         ttl: join TTL in seconds.
         time_basis: which event's time places an outcome in time windows.
         sequence: outcome sequence numbers, shared by the states of one engine.
+        kinds: the declared model kinds (default: detect every kind).
     """
 
     def __init__(
@@ -195,10 +202,11 @@ class PartitionState:
         ttl: float = DEFAULT_TTL_S,
         time_basis: TimeBasis = TimeBasis.FEEDBACK,
         sequence: OutcomeSequence | None = None,
+        kinds: ModelKinds | None = None,
     ) -> None:
         self.specs = tuple(windows)
         self.sequence = sequence if sequence is not None else OutcomeSequence()
-        self.join = JoinStore(ttl, time_basis, self.sequence)
+        self.join = JoinStore(ttl, time_basis, self.sequence, kinds)
         self.models: dict[ModelKey, ModelWindows] = {}
         self.model_counters: dict[ModelKey, ModelCounters] = {}
         self.events = EventCounters()
@@ -241,6 +249,8 @@ class PartitionState:
                 self._counters(item.key).responses += 1
         for error in result.errors:
             self.events.invalid[error.code] += 1
+            if error.code == "needs_kind":
+                self._counters(item.key).needs_kind += 1
         if result.retracted or result.applied:
             self._move(result)
         for key, delay in result.labelled:

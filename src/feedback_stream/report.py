@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from feedback_stream.events import ModelKey
 from feedback_stream.metrics import WindowMetrics
+from feedback_stream.scores import ModelKind
 
 if TYPE_CHECKING:
     from feedback_stream.partition import EventCounters, ModelCounters
@@ -19,14 +20,22 @@ if TYPE_CHECKING:
 __all__ = ["build_report", "render_table"]
 
 _KINDS = ("request", "response", "feedback")
+_DETECTED = (ModelKind.CLASSIFICATION, False)
 
 
 def build_report(
     models: Sequence[tuple[ModelKey, Mapping[str, WindowMetrics], ModelCounters]],
     events: EventCounters,
     pending: int,
+    kinds: Mapping[ModelKey, tuple[ModelKind, bool]] | None = None,
 ) -> dict[str, Any]:
-    """The report document; ``models`` must already be sorted by key."""
+    """The report document; ``models`` must already be sorted by key.
+
+    ``kinds`` gives each model's (kind, declared); a model it lacks is
+    reported as a detected classification model. An undeclared model some
+    of whose responses needed a declared kind reports ``kind: needs_kind``.
+    """
+    kinds = kinds or {}
     return {
         "models": [
             {
@@ -34,6 +43,8 @@ def build_report(
                 "deployment": key.deployment,
                 "predictor": key.predictor,
                 "model": key.model,
+                "kind": _kind(kinds.get(key, _DETECTED), counters),
+                "kind_declared": kinds.get(key, _DETECTED)[1],
                 "windows": {name: metrics.to_dict() for name, metrics in windows.items()},
                 "counters": {
                     "responses": counters.responses,
@@ -47,6 +58,7 @@ def build_report(
                         else None
                     ),
                     "last_feedback_time": counters.last_feedback_time,
+                    "needs_kind": counters.needs_kind,
                 },
             }
             for key, windows, counters in models
@@ -61,6 +73,14 @@ def build_report(
             "pending": pending,
         },
     }
+
+
+def _kind(kind: tuple[ModelKind, bool], counters: ModelCounters) -> str:
+    """The declared kind; for an undeclared model, ``needs_kind`` once one was refused."""
+    declared = kind[1]
+    if not declared and counters.needs_kind:
+        return "needs_kind"
+    return kind[0].value
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -22,6 +22,7 @@ from feedback_stream.join import JoinStore
 from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.outcomes import Outcome, TimeBasis
 from feedback_stream.partition import EventCounters, ModelCounters, PartitionState
+from feedback_stream.scores import term_from_list
 from feedback_stream.windows import ModelWindows, WindowSpec
 
 __all__ = ["FORMAT", "VERSION", "SnapshotError", "dumps", "loads"]
@@ -62,6 +63,7 @@ def dumps(state: PartitionState) -> bytes:
             o.response_time,
             o.feedback_time,
             o.request_time,
+            None if o.term is None else o.term.to_list(),
         ]
         for o in sorted(referenced.values(), key=lambda o: o.seq)
     ]
@@ -130,11 +132,38 @@ def _rebuild(
         return found
 
     outcomes: dict[int, Outcome] = {}
-    for seq, key, puid, row, pred, truth, correct, reward, time, tick, rt, ft, qt in document[
-        "outcomes"
-    ]:
+    for (
+        seq,
+        key,
+        puid,
+        row,
+        pred,
+        truth,
+        correct,
+        reward,
+        time,
+        tick,
+        rt,
+        ft,
+        qt,
+        *more,
+    ) in document["outcomes"]:
+        term = term_from_list(more[0]) if more and more[0] is not None else None
         outcomes[seq] = Outcome(
-            model_key(key), puid, row, pred, truth, correct, reward, time, tick, rt, ft, qt, seq
+            model_key(key),
+            puid,
+            row,
+            pred,
+            truth,
+            correct,
+            reward,
+            time,
+            tick,
+            rt,
+            ft,
+            qt,
+            seq,
+            term=term,
         )
         sequence.ensure_above(seq)
     join_data = document["join"]
