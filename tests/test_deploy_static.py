@@ -64,6 +64,10 @@ kubernetes-validate)."""
 CRD_SCHEMA_FILES = {
     ("eventing.knative.dev/v1", "Trigger"): "trigger-eventing-v1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+    (
+        "machinelearning.seldon.io/v1",
+        "SeldonDeployment",
+    ): "seldondeployment-machinelearning-v1.json",
 }
 """Custom resources kubernetes-validate has no schema for: their CRDs'
 openAPIV3Schema, vendored from the upstream projects (see each file's $comment)."""
@@ -120,13 +124,25 @@ def _k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
     return docs
 
 
-def _k8s_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for _, doc in _k8s_documents() if doc["kind"] == kind]
+def _k8s_kind(kind: str, files: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    return [
+        doc
+        for path, doc in _k8s_documents()
+        if doc["kind"] == kind and (files is None or path.name in files)
+    ]
 
 
 def _k8s_containers() -> Iterator[dict[str, Any]]:
     for deployment in _k8s_kind("Deployment"):
         yield from deployment["spec"]["template"]["spec"]["containers"]
+
+
+def _k8s_processors() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(deployment/container, container) of every feedback-stream container."""
+    for deployment in _k8s_kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            if container["image"].startswith("feedback-stream:"):
+                yield f"{deployment['metadata']['name']}/{container['name']}", container
 
 
 def _k8s_env(container: Mapping[str, Any]) -> dict[str, str]:
@@ -193,8 +209,8 @@ def _set_env_vars() -> dict[str, dict[str, str]]:
     for name, service in _services().items():
         found[f"docker-compose.yml service {name}"] = _environment(service)
     found["Dockerfile ENV"] = _dockerfile_env()
-    for container in _k8s_containers():
-        found[f"deploy/k8s container {container['name']}"] = _k8s_env(container)
+    for where, container in _k8s_processors():
+        found[f"deploy/k8s container {where}"] = _k8s_env(container)
     return {
         where: {k: v for k, v in env.items() if k.upper().startswith(prefix)}
         for where, env in found.items()
@@ -356,8 +372,8 @@ def _commands() -> dict[str, list[str]]:
         for name, service in _services().items()
         if "build" in service
     }
-    for container in _k8s_containers():
-        commands[f"k8s {container['name']}"] = [str(arg) for arg in container["args"]]
+    for where, container in _k8s_processors():
+        commands[f"k8s {where}"] = [str(arg) for arg in container["args"]]
     return commands
 
 
@@ -410,7 +426,8 @@ def test_every_feedback_stream_value_is_valid(where: str, monkeypatch: pytest.Mo
         if name.startswith("FEEDBACK_STREAM_"):
             monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.http_port == 8080
+    # 8080, but for the request logger's sidecar: the logger has 8080 in that pod.
+    assert settings.http_port == (8081 if "seldon-request-logger/" in where else 8080)
 
 
 # -- ports -----------------------------------------------------------------
@@ -764,10 +781,12 @@ def test_k8s_images_are_pinned() -> None:
 
 
 def test_k8s_ports_and_names_agree() -> None:
-    (deployment,) = _k8s_kind("Deployment")
-    (service,) = _k8s_kind("Service")
-    (monitor,) = _k8s_kind("ServiceMonitor")
-    (trigger,) = _k8s_kind("Trigger")
+    # The Knative pattern; every pattern's wiring: tests/test_deploy_patterns.py.
+    files = ("feedback-stream.yaml", "knative-trigger.yaml", "servicemonitor.yaml")
+    (deployment,) = _k8s_kind("Deployment", files)
+    (service,) = _k8s_kind("Service", files)
+    (monitor,) = _k8s_kind("ServiceMonitor", files)
+    (trigger,) = _k8s_kind("Trigger", files)
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     port = int(_k8s_env(container)["FEEDBACK_STREAM_HTTP_PORT"])
