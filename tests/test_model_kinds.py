@@ -15,6 +15,7 @@ import orjson
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from feedback_stream.cli import main
 from feedback_stream.decode import DecodeError, decode_kafka_record
 from feedback_stream.engine import Engine
 from feedback_stream.events import Event, ModelKey, SourcePosition
@@ -369,3 +370,31 @@ def test_decoded_responses_carry_their_rows_and_top_scores() -> None:
     scores = read[2]
     assert scores is not None
     assert math.isclose(scores.confidence(0), 0.8)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_replay_models_config_json_and_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text('[[model]]\nmodel = "classifier"\nkind = "binary"\n')
+    assert main(["replay", str(_CASE_INPUT), "--models-config", str(config)]) == 0
+    (model,) = orjson.loads(capsys.readouterr().out)["models"]
+    assert model["kind"] == "binary"
+    assert model["windows"]["total"]["binary"]["roc_auc"] == 1.0
+    code = main(["replay", str(_CASE_INPUT), "--models-config", str(config), "--output", "table"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "prod/seldon-single-model/default/classifier (binary)" in table
+    assert "roc_auc  log_loss   brier" in table
+
+
+def test_replay_refuses_an_invalid_models_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text('[[model]]\nkind = "binary"\nthreshold = 7\n')
+    assert main(["replay", str(_CASE_INPUT), "--models-config", str(config)]) == 2
+    assert "threshold must be a number in [0, 1]" in capsys.readouterr().err

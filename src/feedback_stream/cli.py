@@ -20,6 +20,7 @@ from feedback_stream.core2 import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, Core2D
 from feedback_stream.core2.replaying import Core2Replay
 from feedback_stream.demo.runner import add_demo_parser
 from feedback_stream.engine import Engine
+from feedback_stream.model_kinds import ModelKinds, ModelKindsError
 from feedback_stream.outcomes import TimeBasis
 from feedback_stream.replay import LineError, ReplayAborted, replay
 from feedback_stream.report import render_table
@@ -58,7 +59,12 @@ def _run_replay(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         print(f"feedback-stream replay: repeated window in {names}", file=sys.stderr)
         return 2
-    engine = Engine(specs, ttl=args.ttl, time_basis=TimeBasis(args.time), route="puid")
+    try:
+        kinds = ModelKinds.load(args.models_config) if args.models_config else None
+    except ModelKindsError as exc:
+        print(f"feedback-stream replay: {exc}", file=sys.stderr)
+        return 2
+    engine = Engine(specs, ttl=args.ttl, time_basis=TimeBasis(args.time), route="puid", kinds=kinds)
     core2: Core2Replay | None = None
     if args.source == "seldon-core-2":
         try:
@@ -192,6 +198,12 @@ def _add_replay_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         action="append",
         metavar="NAME=DEFAULT:OTHER",
         help="a Core 2 experiment to label as one deployment; repeatable",
+    )
+    parser.add_argument(
+        "--models-config",
+        metavar="MODELS.toml",
+        help="TOML file declaring model kinds (binary with a threshold, regression, "
+        "classification) by model selector, as run's --models-config (default: detect)",
     )
     parser.add_argument("--output", choices=["json", "table"], default="json")
     parser.add_argument("--strict", action="store_true", help="exit 1 at the first invalid line")

@@ -38,6 +38,7 @@ from feedback_stream.engine import Engine
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult
 from feedback_stream.outcomes import Outcome
+from feedback_stream.prometheus_scores import ScoreGauges
 
 __all__ = [
     "MODEL_LABELS",
@@ -191,6 +192,11 @@ class ServiceMetrics:
             "Unmatched events dropped after the join TTL, by type.",
             ["type"],
         )
+        self.needs_kind = counter(
+            "feedback_stream_needs_kind_responses",
+            "Responses refused until the model's kind is declared (reason needs_kind).",
+            model,
+        )
         self.dlq = counter(
             "feedback_stream_dlq_records", "Records sent to the dead-letter topic.", ["reason"]
         )
@@ -236,6 +242,8 @@ class ServiceMetrics:
             self._model(key).conflicts.inc()
         for error in result.errors:
             self.invalid.labels(error.code).inc()
+            if error.code == "needs_kind":
+                self.needs_kind.labels(*self.guard.model_labels(event.key)).inc()
 
     def on_outcomes(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
         for outcome in retracted:
@@ -407,10 +415,12 @@ class WindowCollector(Collector):
             "Event time of the newest feedback applied.",
             model,
         )
+        scores = ScoreGauges()
         for key in engine.model_keys():
             if not self._guard.admits(key):
                 continue
             labels = [key.namespace, key.deployment, key.predictor, key.model]
+            scores.add_kind(labels, *engine.kind(key))
             counters = engine.model_counters(key)
             if counters.responses:
                 coverage.add_metric(labels, min(1.0, counters.labelled / counters.responses))
@@ -419,6 +429,7 @@ class WindowCollector(Collector):
             for spec in engine.specs:
                 m = engine.metrics(key, spec.name, now)
                 wl = [*labels, spec.name]
+                scores.add(wl, m)
                 outcomes.add_metric(wl, m.outcomes)
                 known.add_metric(wl, m.known)
                 correct.add_metric(wl, m.correct)
@@ -458,3 +469,4 @@ class WindowCollector(Collector):
             precision, recall, f1, support, avg_precision, avg_recall, avg_f1,
             reward_count, reward_sum, coverage, last_feedback, pending, lag,
         )  # fmt: skip
+        yield from scores

@@ -83,6 +83,14 @@ def _kind(kind: tuple[ModelKind, bool], counters: ModelCounters) -> str:
     return kind[0].value
 
 
+_SCORE_COLUMNS = (
+    ("binary", ("roc_auc", "log_loss", "brier")),
+    ("probability", ("log_loss", "brier", "ece")),
+    ("regression", ("mae", "rmse", "r2", "mean_error", "mape")),
+)
+"""Extra table columns, shown for a model when one of its windows has that section."""
+
+
 def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -103,12 +111,22 @@ def render_table(report: Mapping[str, Any]) -> str:
         "reward_mean",
     )
     for model in report["models"]:
+        kind = model.get("kind")
         lines.append(
             f"{model['namespace']}/{model['deployment']}/{model['predictor']}/{model['model']}"
+            + (f" ({kind})" if kind else "")
         )
-        rows = [columns]
+        windows = model["windows"].values()
+        extra = [
+            (section, field)
+            for section, fields in _SCORE_COLUMNS
+            if any(w.get(section) for w in windows)
+            for field in fields
+        ]
+        rows = [(*columns, *(field for _, field in extra))]
         for name, w in model["windows"].items():
             ci = w["accuracy_ci95"]
+            scores = tuple(_number((w.get(section) or {}).get(field)) for section, field in extra)
             rows.append(
                 (
                     name,
@@ -121,9 +139,10 @@ def render_table(report: Mapping[str, Any]) -> str:
                     _number(w["micro"]["f1"]),
                     _number(w["weighted"]["f1"]),
                     _number(w["reward"]["mean"]),
+                    *scores,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             lines.append("  " + "  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)))
         lines.append("")

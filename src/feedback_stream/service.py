@@ -65,6 +65,7 @@ from feedback_stream.kafka.consumer import KafkaSource, Record
 from feedback_stream.kafka.dlq import DeadLetterQueue
 from feedback_stream.kafka.repartition import Repartitioner
 from feedback_stream.metrics import WindowMetrics
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
 from feedback_stream.settings import Settings, add_arguments, settings_from_args, usage_errors
 from feedback_stream.windows import WindowKind
@@ -100,6 +101,7 @@ class Service:
             time_basis=settings.time_basis,
             # Re-keyed by puid, a partition's state is complete and moves with it.
             route="partition" if settings.repartition_topic else settings.route,
+            kinds=ModelKinds.load(settings.models_config) if settings.models_config else None,
         )
         self._registry = CollectorRegistry(auto_describe=False)
         self.guard = LabelGuard(settings.max_models, settings.max_classes, settings.class_allowlist)

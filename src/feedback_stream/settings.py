@@ -36,6 +36,7 @@ from feedback_stream._lists import split_commas
 from feedback_stream.core2.experiments import Experiments
 from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, topic_pattern
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.windows import WindowSpec, parse_duration
 
 __all__ = [
@@ -191,6 +192,11 @@ class Settings(BaseSettings):
     history_points: int = Field(
         600, ge=2, description="accuracy samples per model kept for the live page's chart"
     )
+    models_config: str = Field(
+        "",
+        description="TOML file declaring model kinds (classification, binary with threshold, "
+        "regression) by namespace/deployment/predictor/model globs; empty: detect",
+    )
     state_dir: str = Field(
         "",
         description="folder for per-partition state checkpoints taken on revoke and shutdown, "
@@ -214,6 +220,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("models_config")
+    @classmethod
+    def _models_config(cls, value: str) -> str:
+        if value:
+            ModelKinds.load(value)  # ModelKindsError (a ValueError) names the rule and field
+        return value
 
     @field_validator("seldon_experiments")
     @classmethod
