@@ -86,10 +86,10 @@ async def test_score_gauges_pass_promtool_and_equal_sklearn(models_file: Path) -
             await _post(
                 url, BINARY, "feedback", f"b{i}", {"truth": {"data": {"ndarray": [[truth]]}}}
             )
-        for i, (prediction, truth) in enumerate(REGRESSION_ROWS):
+        for i, (prediction, target) in enumerate(REGRESSION_ROWS):
             await _post(url, REGRESSION, "response", f"r{i}", {"predictions": [prediction]})
             await _post(
-                url, REGRESSION, "feedback", f"r{i}", {"truth": {"data": {"ndarray": [truth]}}}
+                url, REGRESSION, "feedback", f"r{i}", {"truth": {"data": {"ndarray": [target]}}}
             )
         await _post(url, UNDECLARED, "response", "u0", {"predictions": [0.42]})
         status, text = await get_text(f"{url}/metrics")
@@ -118,16 +118,16 @@ async def test_score_gauges_pass_promtool_and_equal_sklearn(models_file: Path) -
     assert gauge("feedback_stream_roc_auc", BINARY, "3") == pytest.approx(
         roc_auc_score([t for _, t in last3], [p for p, _ in last3]), abs=1e-12
     )
-    truth = [t for _, t in REGRESSION_ROWS]
+    targets = [t for _, t in REGRESSION_ROWS]
     pred = [p for p, _ in REGRESSION_ROWS]
     assert gauge("feedback_stream_mean_absolute_error", REGRESSION) == pytest.approx(
-        mean_absolute_error(truth, pred), abs=1e-12
+        mean_absolute_error(targets, pred), abs=1e-12
     )
     assert gauge("feedback_stream_root_mean_squared_error", REGRESSION) == pytest.approx(
-        root_mean_squared_error(truth, pred), abs=1e-12
+        root_mean_squared_error(targets, pred), abs=1e-12
     )
     assert gauge("feedback_stream_r2_score", REGRESSION) == pytest.approx(
-        r2_score(truth, pred), abs=1e-12
+        r2_score(targets, pred), abs=1e-12
     )
     assert ("feedback_stream_roc_auc", model_labels(REGRESSION, window="total")) not in samples
     kinds = {
