@@ -338,7 +338,7 @@ def test_the_errors_topic_gives_a_model_error_under_the_model_it_names() -> None
     assert item.key == ModelKey("prod", "iris-pipe", "", "iris")
     assert item.request_id == ID
     assert item.reason.startswith("rpc error")
-    # Core 2 before 2.8 wrote the header empty.
+    # Core 2's pre-releases (before 2.0) wrote the header empty.
     older = _decode(b"boom", [("seldon-pipeline-errors", b"")], "seldon.prod.errors.errors")
     assert isinstance(older, ModelError)
     assert older.key == ModelKey("prod", "", "", "")
@@ -421,6 +421,8 @@ def test_the_seldon_core_2_source_sets_the_topic_pattern() -> None:
     assert Settings().kafka_topic_pattern == ""
     with pytest.raises(ValueError, match="NAME=DEFAULT"):
         Settings(seldon_experiments="broken")
+    with pytest.raises(ValueError, match="repartition_topic"):
+        Settings(source="seldon-core-2", repartition_topic="rekeyed")
 
 
 def test_the_checked_in_protobuf_module_is_what_protoc_makes_of_the_proto(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 from feedback_stream.core2 import Core2Decoder, Experiments
 from feedback_stream.core2.convert import core2_model, experiments_for, to_core2
 from feedback_stream.core2.replaying import Core2Replay
+from feedback_stream.decode import decode_http
 from feedback_stream.engine import Engine
-from feedback_stream.events import ModelKey
+from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.generator import (
     DeploymentSpec,
     GeneratorConfig,
@@ -159,3 +161,64 @@ def test_a_binary_value_travels_in_a_replay_line_as_value_base64(tmp_path: Path)
     result = replay([orjson.dumps(line)], Engine(["total"]), decoder=reader)
     assert [e.code for e in result.errors] == ["bad_record"]
     assert "value_base64" in result.errors[0].reason
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+CLI = (sys.executable, "-m", "feedback_stream.cli")
+EXPERIMENT = ("--seldon-experiment", "iris=iris-default:iris-shadow")
+
+
+def test_the_docs_example_file_is_what_the_documented_command_writes(tmp_path: Path) -> None:
+    out = tmp_path / "example.jsonl"
+    subprocess.run(
+        [*CLI, "generate", "--out", str(out), "--requests", "40", "--seed", "7", "--seldon-core-2"],
+        capture_output=True,
+        check=True,
+    )
+    example = DOCS / "examples" / "seldon-core-2.jsonl"
+    assert out.read_bytes() == example.read_bytes()
+    done = subprocess.run(
+        [*CLI, "replay", str(example), "--source", "seldon-core-2", *EXPERIMENT],
+        capture_output=True,
+        check=True,
+    )
+    document = orjson.loads(done.stdout)
+    assert document["events"]["invalid"] == 0
+    assert [(m["deployment"], m["predictor"]) for m in document["models"]] == [
+        ("iris", "iris-default"),
+        ("iris", "iris-shadow"),
+    ]
+    assert all(m["windows"]["total"]["outcomes"] > 0 for m in document["models"])
+
+
+def test_the_docs_feedback_examples_are_read_as_feedback() -> None:
+    text = (DOCS / "seldon-core-2.md").read_text(encoding="utf-8")
+    section = text.split("## Feedback", 1)[1].split("## Experiments", 1)[0]
+    body = section.split("```json\n", 1)[1].split("```", 1)[0]
+    reader = Core2Replay(Core2Decoder())
+    event = reader(
+        "feedback-stream.feedback",
+        {"x-request-id": "cq2v7e0s3b1d8n4tq2a0"},
+        None,
+        body.encode(),
+        1_000,
+        SourcePosition("feedback-stream.feedback", 0, 0),
+    )
+    assert isinstance(event, Event)
+    assert (event.kind, event.puid, event.classes, event.reward) == (
+        EventKind.FEEDBACK,
+        "cq2v7e0s3b1d8n4tq2a0",
+        ("setosa",),
+        1.0,
+    )
+    curl = section.split("```sh\ncurl", 1)[1].split("```", 1)[0]
+    headers = dict(re.findall(r"-H '([^:]+): ([^']+)'", curl))
+    data = re.search(r"-d '([^']+)'", curl)
+    assert data is not None
+    posted = decode_http(headers, data.group(1).encode(), 1.0, SourcePosition("http", 0, 0))
+    assert isinstance(posted, Event)
+    assert (posted.kind, posted.puid, posted.reward) == (
+        EventKind.FEEDBACK,
+        "cq2v7e0s3b1d8n4tq2a0",
+        1.0,
+    )

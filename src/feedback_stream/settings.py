@@ -240,6 +240,11 @@ class Settings(BaseSettings):
         """The seldon-core-2 source subscribes to Core 2's topics unless a pattern is given."""
         if not isinstance(data, dict) or data.get("source") != "seldon-core-2":
             return data
+        if data.get("repartition_topic"):
+            raise ValueError(
+                "repartition_topic re-keys CloudEvents by puid; the seldon-core-2 source "
+                "reads Core 2's records as they are (run one processor, route=puid)"
+            )
         if data.get("kafka_topic_pattern"):
             return data
         pattern = topic_pattern(

@@ -24,7 +24,7 @@ import random
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from feedback_stream.core2.grpc_predict_v2_pb2 import (
     InferTensorContents,
@@ -35,7 +35,9 @@ from feedback_stream.core2.tensors import CONTENTS_FIELD, RAW_FORMAT
 from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX
 from feedback_stream.decode import DecodeError, decode_kafka_record
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
-from feedback_stream.generator._config import GeneratorConfig
+
+if TYPE_CHECKING:  # the generator's command line imports this module
+    from feedback_stream.generator._config import GeneratorConfig
 
 __all__ = ["LAYOUTS", "core2_model", "experiments_for", "to_core2"]
 

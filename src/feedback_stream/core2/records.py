@@ -88,7 +88,7 @@ class ModelError:
     """A failed inference, read from the namespace's errors topic.
 
     ``key`` labels the model that failed (its ``model`` is empty when the
-    record does not name it: Core 2 before 2.8 wrote the header empty);
+    record does not name it: Core 2's pre-releases wrote the header empty);
     ``reason`` is the start of the error text Core 2 recorded.
     """
 

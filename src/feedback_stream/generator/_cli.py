@@ -10,6 +10,7 @@ from typing import get_args
 
 import orjson
 
+from feedback_stream.core2.convert import experiments_for, to_core2
 from feedback_stream.generator._config import (
     DelayDistribution,
     DeploymentSpec,
@@ -122,6 +123,12 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partitions", type=int, default=d.partitions)
     p.add_argument("--keyed", action="store_true", help="key records by puid")
     p.add_argument("--topic", default=d.topic)
+    p.add_argument(
+        "--seldon-core-2",
+        action="store_true",
+        help="write the traffic as Seldon Core 2 records (model topics, OIP protobuf and "
+        "JSON, a feedback topic); replay them with --source seldon-core-2",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> GeneratorConfig:
@@ -184,7 +191,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"feedback-stream generate: {exc}", file=sys.stderr)
         return 2
-    count = write_jsonl(generate_records(config), args.out)
+    if args.seldon_core_2:
+        count = _write_core2(config, args.out)
+    else:
+        count = write_jsonl(generate_records(config), args.out)
     if args.intended:
         with open(args.intended, "wb") as f:
             for o in intended_outcomes(config):
@@ -204,6 +214,24 @@ def run(args: argparse.Namespace) -> int:
                 f.write(orjson.dumps(row) + b"\n")
     print(f"wrote {count} records to {args.out}", file=sys.stderr)
     return 0
+
+
+def _write_core2(config: GeneratorConfig, path: str) -> int:
+    """Write the stream as Core 2 records; say which experiments label its predictors."""
+    out = sys.stdout.buffer if path == "-" else open(path, "wb")  # noqa: SIM115
+    count = 0
+    try:
+        for record in to_core2(generate_records(config), seed=config.seed):
+            out.write(orjson.dumps(record) + b"\n")
+            count += 1
+    finally:
+        if out is sys.stdout.buffer:
+            out.flush()
+        else:
+            out.close()
+    flags = " ".join(f"--seldon-experiment {text}" for text in experiments_for(config))
+    print(f"replay with: --source seldon-core-2 {flags}".rstrip(), file=sys.stderr)
+    return count
 
 
 def generate_main(argv: Sequence[str] | None = None) -> int:
