@@ -207,3 +207,49 @@ async def test_a_window_that_empties_shows_a_gap_up_to_now(tmp_path: Path) -> No
     assert "label coverage (all time)" in dom
     assert 'data-note="shadow-reward"' in dom
     assert "Seldon passes the same reward to every predictor" in dom
+
+
+async def test_the_page_shows_the_panels_of_each_model_kind(tmp_path: Path) -> None:
+    """Binary: ROC AUC and log loss; regression: MAE and RMSE, no class table; needs_kind said."""
+    from tests.test_prometheus_scores import (
+        BINARY,
+        BINARY_ROWS,
+        MODELS_TOML,
+        REGRESSION,
+        REGRESSION_ROWS,
+        UNDECLARED,
+        _post,
+    )
+
+    models = tmp_path / "models.toml"
+    models.write_text(MODELS_TOML)
+    config = settings(windows=["total"], tick_interval_s=0.05, models_config=str(models))
+    async with running(config) as (_, url):
+        for i, (score, truth) in enumerate(BINARY_ROWS):
+            await _post(url, BINARY, "response", f"b{i}", {"data": {"ndarray": [[score]]}})
+            await _post(
+                url, BINARY, "feedback", f"b{i}", {"truth": {"data": {"ndarray": [[truth]]}}}
+            )
+        for i, (prediction, target) in enumerate(REGRESSION_ROWS):
+            await _post(url, REGRESSION, "response", f"r{i}", {"predictions": [prediction]})
+            await _post(
+                url, REGRESSION, "feedback", f"r{i}", {"truth": {"data": {"ndarray": [target]}}}
+            )
+        await _post(url, UNDECLARED, "response", "u0", {"predictions": [0.42]})
+        await asyncio.sleep(0.2)
+        dom = (await _chromium_run(f"{url}/", tmp_path / "profile", "--dump-dom")).decode()
+
+    fraud = dom[dom.index('data-deployment="prod/fraud"') :]
+    fraud = fraud[: fraud.index("</section>")]
+    assert 'data-kind="binary"' in fraud
+    assert "ROC AUC" in fraud
+    assert "log loss" in fraud
+    # roc_auc_score([1, 0, 1, 0, 1], [0.9, 0.8, 0.3, 0.2, 0.6]) = 4/6
+    assert 'data-field="roc_auc">0.667<' in fraud
+    price = dom[dom.index('data-deployment="prod/price"') :]
+    price = price[: price.index("</section>")]
+    assert 'data-kind="regression"' in price
+    assert "RMSE" in price
+    assert "MAE" in price
+    assert 'class="prf"' not in price  # no precision / recall table for a regression model
+    assert 'data-note="needs-kind"' in dom

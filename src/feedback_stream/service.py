@@ -176,6 +176,7 @@ class Service:
         out = []
         for key in self.engine.model_keys():
             counters = self.engine.model_counters(key)
+            kind, declared = self.engine.kind(key)
             out.append(
                 {
                     **_labels(key),
@@ -187,6 +188,9 @@ class Service:
                         else None
                     ),
                     "last_feedback_time": counters.last_feedback_time,
+                    "kind": kind.value,
+                    "kind_declared": declared,
+                    "needs_kind": counters.needs_kind,
                     "windows": [spec.name for spec in self.engine.specs],
                     "current": _current(name, self.engine.metrics(key, name, now)),
                 }
@@ -591,6 +595,7 @@ def _current(window: str, m: WindowMetrics) -> dict[str, Any]:
             for label, c in m.per_class.items()
         ],
         "averages": averages,
+        **m.quality.to_dict(),
     }
 
 

@@ -129,6 +129,43 @@ function metricsTable(models) {
   return table;
 }
 
+// The panels of each model kind: [section of the window object, [field, heading] ...].
+const SCORE_PANELS = {
+  binary: ["binary", [["roc_auc", "ROC AUC"], ["log_loss", "log loss"], ["brier", "Brier"],
+                      ["scored", "scored"], ["positives", "positives"]]],
+  classification: ["probability", [["log_loss", "log loss"], ["brier", "Brier"],
+                                   ["ece", "ECE (10 bins)"], ["scored", "scored"]]],
+  regression: ["regression", [["mae", "MAE"], ["rmse", "RMSE"], ["r2", "R²"],
+                              ["mean_error", "mean error (bias)"], ["mape", "MAPE"],
+                              ["scored", "scored"], ["zero_truths", "truths = 0"]]],
+};
+
+function scoresTable(models, kind) {
+  // One table per kind of model in the deployment: binary, probability rows, regression.
+  const [section, fields] = SCORE_PANELS[kind];
+  const shown = models.filter((m) => m.kind === kind && (kind !== "classification"
+                                                         || (m.current || {})[section]));
+  if (!shown.length) return null;
+  const table = el("table", { class: "scores", "data-kind": kind });
+  const head = el("tr");
+  head.append(el("th", {}, "predictor"), el("th", {}, "kind"));
+  for (const [, h] of fields) head.append(el("th", {}, h));
+  table.append(head);
+  for (const m of shown) {
+    const s = (m.current || {})[section] || {};
+    const tr = el("tr");
+    tr.append(el("td", {}, modelName(m)), el("td", {}, m.kind_declared ? kind : `${kind} (detected)`));
+    for (const [f] of fields) {
+      const v = s[f];
+      const integral = f === "scored" || f === "positives" || f === "zero_truths";
+      tr.append(el("td", { "data-field": f },
+                   integral ? String(v ?? 0) : fmt(v)));
+    }
+    table.append(tr);
+  }
+  return table;
+}
+
 function summaryTable(models) {
   const table = el("table", { class: "summary" });
   const head = el("tr");
@@ -155,6 +192,14 @@ function notes(models) {
   const div = el("div", { class: "notes muted" });
   div.append(el("p", {}, "Label coverage counts every response since the processor started, "
                 + "whatever the window."));
+  for (const m of models) {
+    if (m.needs_kind) {
+      div.append(el("p", { "data-note": "needs-kind", style: "color:#cf222e" },
+        `${modelName(m)}: ${m.needs_kind} response(s) refused (needs_kind): each row is a single `
+        + "non-integral number, a probability or a regression output, not a class. Declare the "
+        + "model's kind (binary or regression) with --models-config."));
+    }
+  }
   const predictors = new Set(models.map((m) => m.predictor));
   if (predictors.size > 1) {
     div.append(el("p", { "data-note": "shadow-reward" },
@@ -203,8 +248,14 @@ async function refresh() {
       section.append(el("h2", { "data-window": history.window },
                         `${dep} — ${windowTitle(history.window)}`),
                      drawChart(series, history.now ?? Date.now() / 1000, history.interval_s),
-                     legend(series, history.window), summaryTable(ms), notes(ms),
-                     metricsTable(ms));
+                     legend(series, history.window), summaryTable(ms), notes(ms));
+      for (const kind of ["binary", "classification", "regression"]) {
+        const panel = scoresTable(ms, kind);
+        if (panel) section.append(panel);
+      }
+      // Precision / recall / F1 for models with classes (not regression).
+      const classified = ms.filter((m) => m.kind !== "regression");
+      if (classified.length) section.append(metricsTable(classified));
       root.append(section);
     }
     if (!byDeployment.size) root.append(el("p", { class: "muted" }, "no outcomes yet"));
