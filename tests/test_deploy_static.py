@@ -600,6 +600,9 @@ def test_rules_cover_the_issue() -> None:
         "FeedbackStreamNoFeedback",
         "FeedbackStreamDLQGrowing",
         "FeedbackStreamConsumerLagGrowing",
+        "FeedbackStreamRocAucDrop",
+        "FeedbackStreamMaeRise",
+        "FeedbackStreamModelNeedsKind",
     }
 
 
@@ -670,6 +673,10 @@ def test_dashboard_covers_the_issue() -> None:
         "feedback_stream_events_total",
         "feedback_stream_dlq_records_total",
         "accuracy_vs_default:zscore1h",
+        "feedback_stream_roc_auc{",
+        "feedback_stream_log_loss{",
+        "feedback_stream_mean_absolute_error{",
+        "feedback_stream_root_mean_squared_error{",
         'deployment=~"$deployment"',
         'namespace=~"$namespace"',
     ):

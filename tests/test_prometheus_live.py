@@ -170,6 +170,9 @@ def processor_url(
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_STREAM_")}
     env["FEEDBACK_STREAM_HTTP_HOST"] = "127.0.0.1"
     env["FEEDBACK_STREAM_WINDOWS"] = "total,5m,1h,1000"
+    models = tmp_path_factory.mktemp("models") / "models.toml"
+    models.write_text(MODELS_TOML)
+    env["FEEDBACK_STREAM_MODELS_CONFIG"] = str(models)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
@@ -189,9 +192,69 @@ def processor_url(
         _wait_until(
             lambda: _get(f"{url}/readyz")[0] == 200, DEMO_READY_TIMEOUT_S, "demo", proc, log
         )
+        _post_scored(url)
         yield url
     finally:
         _stop(proc)
+
+
+MODELS_TOML = """
+[[model]]
+deployment = "iris-perf"
+predictor = "default"
+kind = "classification"
+
+[[model]]
+deployment = "scored-fraud"
+kind = "binary"
+
+[[model]]
+deployment = "scored-price"
+kind = "regression"
+"""
+"""The demo's default model sends predict_proba rows; two more models send scores."""
+
+BINARY_ROWS = ((0.9, 1), (0.8, 0), (0.3, 1), (0.2, 0), (0.6, 1), (0.1, 0))
+REGRESSION_ROWS = ((1.5, 1.0), (2.0, 2.5), (4.0, 4.0), (-1.0, 0.5))
+
+
+def _post_scored(url: str) -> None:
+    """Responses and feedback of a binary and a regression model, over HTTP ingest.
+
+    They give the dashboard's score panels (ROC AUC, MAE, ...) data; their
+    predictor ``scorer`` keeps them out of the default-vs-shadow checks.
+    """
+
+    def post(deployment: str, kind: str, puid: str, body: object) -> None:
+        ce_type = "io.seldon.serving." + (
+            "feedback" if kind == "feedback" else "inference.response"
+        )
+        request = urllib.request.Request(
+            f"{url}/",
+            data=json.dumps(body).encode(),
+            headers={
+                "Ce-Specversion": "1.0",
+                "Ce-Type": ce_type,
+                "Ce-Id": f"{deployment}-{kind}-{puid}",
+                "Ce-Source": "test",
+                "Ce-Requestid": f"{deployment}-{puid}",
+                "Ce-Namespace": "seldon",
+                "Ce-Inferenceservicename": deployment,
+                "Ce-Endpoint": "scorer",
+                "Ce-Modelid": "m",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5.0) as response:
+            assert response.status == 202
+
+    for i, (score, truth) in enumerate(BINARY_ROWS):
+        post("scored-fraud", "response", str(i), {"data": {"ndarray": [[score]]}})
+        post("scored-fraud", "feedback", str(i), {"truth": {"data": {"ndarray": [[truth]]}}})
+    for i, (prediction, target) in enumerate(REGRESSION_ROWS):
+        post("scored-price", "response", str(i), {"predictions": [prediction]})
+        post("scored-price", "feedback", str(i), {"truth": {"data": {"ndarray": [target]}}})
 
 
 # -- queries ---------------------------------------------------------------
@@ -216,7 +279,12 @@ def query(prometheus: str, expr: str, at: float | None = None) -> list[dict[str,
 
 
 def by_predictor(result: list[dict[str, Any]]) -> dict[str, float]:
-    return {item["metric"]["predictor"]: float(item["value"][1]) for item in result}
+    """Values of the demo's default and shadow predictors (not the scored models' ``scorer``)."""
+    return {
+        item["metric"]["predictor"]: float(item["value"][1])
+        for item in result
+        if item["metric"].get("predictor") in PREDICTORS
+    }
 
 
 def scalar(result: list[dict[str, Any]]) -> float:
@@ -239,7 +307,9 @@ def settled(prometheus_url: str, processor_url: str) -> str:
     known: dict[str, float] = {}
     while time.monotonic() < deadline:
         known = by_predictor(query(prometheus_url, f"{RULE}known:cumulative"))
-        ready = known.keys() >= PREDICTORS and min(known.values()) >= MIN_KNOWN_PER_PREDICTOR
+        ready = known.keys() >= PREDICTORS and all(
+            known[predictor] >= MIN_KNOWN_PER_PREDICTOR for predictor in PREDICTORS
+        )
         if ready and query(prometheus_url, f"{RULE}accuracy_vs_default:zscore1h"):
             time.sleep(3)  # a few more scrapes, so rate() over 1m has samples
             return prometheus_url
