@@ -276,7 +276,7 @@ async def test_bad_input_gets_400_naming_the_problem(
             assert sample_sum(samples, "feedback_stream_invalid_events_total", reason=code) == 1
 
 
-async def test_a_batch_names_the_events_it_refused() -> None:
+async def test_a_batch_with_a_refused_event_applies_none_and_names_it() -> None:
     good = _structured(_SELDON + "inference.response", "b1", "default", {"predictions": [1]})
     bad = {**good, "id": "b2", "requestid": ""}
     bad.pop("requestid")
@@ -291,8 +291,11 @@ async def test_a_batch_names_the_events_it_refused() -> None:
         assert problem["events"] == [
             {"index": 1, "error": "missing_puid", "reason": problem["events"][0]["reason"]}
         ]
+        assert problem["applied"] == 0
         document = await get_json(f"{url}/api/v1/metrics")
-        assert document["events"]["response"] == 1
+        # Validated whole: the good element was not applied either.
+        assert document["events"]["response"] == 0
+        assert document["events"]["invalid_reasons"] == {"missing_puid": 1}
 
 
 async def test_oversized_bodies_and_wrong_methods_answer_json() -> None:

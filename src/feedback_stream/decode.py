@@ -163,19 +163,23 @@ def decode_kafka_record(
 
 def decode_http(
     headers: Mapping[str, str],
-    body: bytes | str,
+    body: bytes | str | dict[str, Any],
     arrival_time: float,
     position: SourcePosition,
 ) -> Event | DecodeError:
     """Decode an HTTP CloudEvent, binary (``Ce-*`` headers) or structured mode.
 
-    The arrival time is the event time over HTTP (EVENTS.md §4).
+    The arrival time is the event time over HTTP (EVENTS.md §4). ``body`` is
+    the raw body, or a structured event already parsed (one of a batch).
     """
     try:
         lowered = _lower_headers(headers)
         content_type = lowered.get("content-type")
         if content_type is not None and content_type.lower().startswith(_STRUCTURED):
             return _decode_structured(body, arrival_time, position, content_type)
+        if _looks_structured(lowered, body):
+            # A structured event sent as plain JSON (the CloudEvents SDKs accept it too).
+            return _decode_structured(body, arrival_time, position, "application/json")
         declared = lowered.get("ce-datacontenttype")
         request_id = lowered.get("ce-x-request-id")
         return _event_from(
@@ -193,6 +197,18 @@ def decode_http(
         return _unreadable(exc, position)
 
 
+def _looks_structured(headers: Mapping[str, str], body: bytes | str | dict[str, Any]) -> bool:
+    """A body with ``specversion`` and no ``Ce-*`` attributes: a structured CloudEvent.
+
+    Binary mode always carries ``Ce-Specversion`` and ``Ce-Type``; without
+    them, a JSON object body naming its ``specversion`` is the event itself.
+    """
+    if "ce-specversion" in headers or "ce-type" in headers or isinstance(body, dict):
+        return False
+    marker = b'"specversion"' if isinstance(body, bytes | bytearray) else '"specversion"'
+    return marker in body and body.lstrip()[:1] in (b"{", "{")  # type: ignore[operator]
+
+
 def decode_attributes(
     attributes: Mapping[str, str],
     data: Any,
@@ -206,7 +222,7 @@ def decode_attributes(
     string, or the parsed payload.
     """
     try:
-        attrs = {k.lower(): str(v) for k, v in attributes.items()}
+        attrs = _lower_headers({k: str(v) for k, v in attributes.items()})
         return _event_from(
             attrs,
             _PLAIN,
@@ -281,8 +297,8 @@ def _lower_headers(
                 return fast
         except (AttributeError, TypeError, ValueError):  # UnicodeDecodeError is a ValueError
             pass
-    elif type(headers) is dict and all(type(v) is str for v in headers.values()):
-        # The replay (and HTTP) fast path: a plain dict of strings.
+    elif type(headers) is dict and all(type(v) is str and v.isascii() for v in headers.values()):
+        # The replay (and HTTP) fast path: a plain dict of ASCII strings.
         return {name.lower(): text for name, text in headers.items()}
     items = headers.items() if isinstance(headers, Mapping) else headers
     lowered: dict[str, str] = {}
@@ -293,13 +309,46 @@ def _lower_headers(
             try:
                 text = bytes(raw).decode("utf-8")
             except UnicodeDecodeError:
-                raise _Invalid("bad_header", f"header {name!r} is not UTF-8 text") from None
+                if _is_attribute(name):
+                    raise _Invalid("bad_header", f"header {name!r} is not UTF-8 text") from None
+                continue  # a header we never read (a trace id, a user agent): ignored
         elif isinstance(raw, str):
+            if not raw.isascii() and not _is_utf8(raw):
+                # aiohttp hands over undecodable header bytes as lone surrogates, which
+                # no exposition (Prometheus text, JSON) can carry: refused, never stored.
+                if _is_attribute(name):
+                    raise _Invalid("bad_header", f"header {name!r} is not UTF-8 text")
+                continue
             text = raw
         else:
             raise _Invalid("bad_header", f"header {name!r} must be a string, got {_kind(raw)}")
         lowered[name.lower()] = text
     return lowered
+
+
+_ATTRIBUTES: Final = frozenset(
+    (
+        "type", "id", "source", "specversion", "time", "requestid", "namespace",
+        "inferenceservicename", "endpoint", "modelid", "component", "datacontenttype",
+        "content-type", "x-request-id",
+    )
+)  # fmt: skip
+"""Unprefixed attribute names an event is read from (Kafka's plain encoding, ES history)."""
+
+
+def _is_attribute(name: str) -> bool:
+    """Whether a header can carry a CloudEvent attribute: ``ce-*``, ``ce_*`` or a plain name."""
+    lowered = name.lower()
+    return lowered.startswith(("ce-", "ce_")) or lowered in _ATTRIBUTES
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decode_structured(

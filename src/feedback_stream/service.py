@@ -50,6 +50,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from feedback_stream._gc import tune_collector
+from feedback_stream._ratelimit import install_rate_limit
 from feedback_stream.core2 import Core2Decoder, Experiments, ModelError
 from feedback_stream.core2.metrics import ModelErrorMetrics
 from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
@@ -59,7 +60,8 @@ from feedback_stream.es.history import HistoryBootstrap
 from feedback_stream.es.overlap import HistoryOverlap
 from feedback_stream.es.sink import OutcomeSink
 from feedback_stream.events import Event, ModelKey, SourcePosition
-from feedback_stream.http.app import Problem, Readiness, create_app
+from feedback_stream.http.app import Readiness, create_app
+from feedback_stream.http.refusals import Refusals
 from feedback_stream.kafka.checkpoint import CheckpointStore
 from feedback_stream.kafka.consumer import KafkaSource, Record
 from feedback_stream.kafka.dlq import DeadLetterQueue
@@ -107,6 +109,7 @@ class Service:
         self.guard = LabelGuard(settings.max_models, settings.max_classes, settings.class_allowlist)
         self.metrics = ServiceMetrics(self._registry, self.guard)
         self.metrics.attach(self.engine)
+        self.refusals = Refusals(self._registry)
         self.kafka: KafkaSource | None = None
         self.repartitioner: Repartitioner | None = None
         self.dlq: DeadLetterQueue | None = None
@@ -161,14 +164,18 @@ class Service:
     def registry(self) -> CollectorRegistry:
         return self._registry
 
-    def ingest(self, headers: Mapping[str, str], body: bytes, arrival: float) -> Problem | None:
+    def decode(
+        self, headers: Mapping[str, str], body: bytes | dict[str, Any], arrival: float
+    ) -> Event | DecodeError:
         position = SourcePosition(HTTP_TOPIC, 0, next(self._http_seq))
-        item = decode_http(headers, body, arrival, position)
-        if isinstance(item, DecodeError):
-            self._invalid(item)
-            return item
-        self._process(item)
-        return None
+        return decode_http(headers, body, arrival, position)
+
+    def apply_events(self, items: Sequence[Event | DecodeError]) -> None:
+        for item in items:
+            if isinstance(item, DecodeError):
+                self._invalid(item)
+            else:
+                self._process(item)
 
     def models(self, window: str | None) -> list[dict[str, Any]]:
         name = self._window_name(window)
@@ -409,8 +416,10 @@ class Service:
     async def start(self) -> None:
         """Start HTTP, load history, start the sink and the Kafka source."""
         s = self.settings
-        app = create_app(self, ingest=s.http_ingest, max_body=s.http_max_body)
-        runner = web.AppRunner(app, access_log=None)
+        app = create_app(
+            self, ingest=s.http_ingest, max_body=s.http_max_body, refusals=self.refusals
+        )
+        runner = web.AppRunner(app, access_log=None, logger=self.refusals.server_logger())
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port)
         await site.start()
@@ -609,6 +618,7 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_rate_limit()  # a broker outage or a flood of refusals: a few lines and a count
 
 
 def load_settings(args: argparse.Namespace, command: str, **overrides: Any) -> Settings | None:

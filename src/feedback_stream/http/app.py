@@ -11,15 +11,27 @@ the problem::
 
     {"error": "missing_puid", "reason": "...", "position": "http/0@17"}
 
+A batch is decoded whole before any of it is applied: if one element is
+refused, none is applied, and the ``400`` lists every refused element by
+index (``"applied": 0``). A structured event sent as plain
+``application/json`` (a body carrying ``specversion``) is read as
+structured. Large bodies are parsed and decoded in a worker thread and
+batches are applied in slices, so a 16 MB body never holds up the event
+loop (probes, scrapes) for long.
+
+Every 4xx answer is counted by reason and logged as one WARNING line
+(:mod:`feedback_stream.http.refusals`).
+
 The app knows nothing of joins or windows: it talks to a :class:`Backend`
 (the service), so tests can drive it with any object of that shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
@@ -29,6 +41,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from feedback_stream.decode import DecodeError
+from feedback_stream.events import Event
+from feedback_stream.http.refusals import Refusals
+
 __all__ = ["Backend", "Problem", "Readiness", "create_app"]
 
 _log = logging.getLogger(__name__)
@@ -36,6 +52,12 @@ _log = logging.getLogger(__name__)
 _BATCH = "application/cloudevents-batch+json"
 _STATIC = resources.files("feedback_stream.http") / "static"
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+_OFF_LOOP_BYTES = 64 * 1024
+"""Bodies from this size on are parsed and decoded in a worker thread."""
+_ERROR = web.ResponseKey("error", str)
+_REASON = web.ResponseKey("reason", str)
+_APPLY_SLICE = 500
+"""Events of a batch applied between two yields to the event loop."""
 
 
 class Problem(Protocol):
@@ -67,8 +89,17 @@ class Backend(Protocol):
     @property
     def registry(self) -> CollectorRegistry: ...
 
-    def ingest(self, headers: Mapping[str, str], body: bytes, arrival: float) -> Problem | None:
-        """Apply one HTTP CloudEvent (header names lower-cased); ``None`` when accepted."""
+    def decode(
+        self, headers: Mapping[str, str], body: bytes | dict[str, Any], arrival: float
+    ) -> Event | DecodeError:
+        """Decode one HTTP CloudEvent (header names lower-cased), applying nothing.
+
+        ``body`` is the raw body, or one element of a batch already parsed.
+        Thread-safe: large bodies are decoded in a worker thread.
+        """
+
+    def apply_events(self, items: Sequence[Event | DecodeError]) -> None:
+        """Apply decoded events and count the errors, in order (on the event loop)."""
 
     def models(self, window: str | None) -> list[dict[str, Any]]:
         """Every model with its label coverage and current metrics in ``window``."""
@@ -89,11 +120,16 @@ class _BatchProblem:
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(
+    response = web.Response(
         body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY),
         status=status,
         content_type="application/json",
     )
+    if status >= 400 and isinstance(data, dict):
+        # For the error middleware, which counts and logs refusals by reason.
+        response[_ERROR] = str(data.get("error"))
+        response[_REASON] = str(data.get("reason"))
+    return response
 
 
 def _problem(problem: Problem, status: int = 400, **extra: object) -> web.Response:
@@ -101,14 +137,38 @@ def _problem(problem: Problem, status: int = 400, **extra: object) -> web.Respon
 
 
 def create_app(
-    backend: Backend, *, ingest: bool = True, max_body: int = 16 << 20
+    backend: Backend,
+    *,
+    ingest: bool = True,
+    read: bool = True,
+    max_body: int = 16 << 20,
+    refusals: Refusals | None = None,
+    middlewares: Sequence[Any] = (),
 ) -> web.Application:
-    """The aiohttp application; ``ingest=False`` serves read-only endpoints."""
-    app = web.Application(client_max_size=max_body, middlewares=[_errors])
+    """The aiohttp application.
+
+    Args:
+        backend: what the endpoints serve.
+        ingest: serve CloudEvents ingest (``POST /`` and ``/events``).
+        read: serve the read side (``/metrics``, the API, the page, the probes).
+        max_body: largest request body, bytes (a larger one gets ``413``).
+        refusals: where 4xx answers are counted (default: a counter in the
+            backend's registry).
+        middlewares: run inside the error middleware (authentication).
+    """
+    refusals = refusals if refusals is not None else Refusals(backend.registry)
+    app = web.Application(
+        client_max_size=max_body, middlewares=[_error_middleware(refusals), *middlewares]
+    )
     handlers = _Handlers(backend)
     if ingest:
         app.router.add_post("/", handlers.ingest)
         app.router.add_post("/events", handlers.ingest)
+    if not read:
+        if not ingest:
+            raise ValueError("an app must serve ingest, the read side, or both")
+        app.router.add_get("/healthz", handlers.healthz)
+        return app
     app.router.add_get("/", handlers.page)
     app.router.add_get("/static/{name}", handlers.static)
     app.router.add_get("/metrics", handlers.metrics)
@@ -120,22 +180,42 @@ def create_app(
     return app
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error answers JSON, so a client never has to parse an HTML page."""
-    try:
-        response: web.StreamResponse = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _json(
-            {"error": exc.reason.lower().replace(" ", "_"), "reason": exc.text or ""},
-            status=exc.status,
-        )
-    except Exception:
-        _log.exception("error serving %s %s", request.method, request.path)
-        return _json({"error": "internal", "reason": "see the processor's log"}, status=500)
-    return response
+def _error_middleware(refusals: Refusals) -> Callable[..., Any]:
+    @web.middleware
+    async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every error answers JSON; every 4xx is counted and logged as one line."""
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _json(
+                {"error": exc.reason.lower().replace(" ", "_"), "reason": exc.text or ""},
+                status=exc.status,
+            )
+            response.headers.update(
+                {k: v for k, v in exc.headers.items() if k.lower() == "www-authenticate"}
+            )
+        except Exception:
+            _log.exception("error serving %s %s", request.method, request.path)
+            return _json({"error": "internal", "reason": "see the processor's log"}, status=500)
+        if 400 <= response.status < 500:
+            refusals.refuse(
+                response.get(_ERROR, "refused"),
+                response.status,
+                f"{request.method} {request.path}: {response.get(_REASON, '')}",
+                request.remote,
+            )
+        return response
+
+    return errors
+
+
+async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, in a worker thread when the body is large."""
+    if size >= _OFF_LOOP_BYTES:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
 
 
 class _Handlers:
@@ -148,38 +228,66 @@ class _Handlers:
         headers = {name.lower(): value for name, value in request.headers.items()}
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == _BATCH:
-            return self._ingest_batch(headers, body, arrival)
-        problem = self._backend.ingest(headers, body, arrival)
-        if problem is not None:
-            return _problem(problem)
+            return await self._ingest_batch(headers, body, arrival)
+        item = await _off_loop(len(body), self._backend.decode, headers, body, arrival)
+        self._backend.apply_events([item])
+        if isinstance(item, DecodeError):
+            return _problem(item)
         return web.Response(status=202)
 
-    def _ingest_batch(
+    async def _ingest_batch(
         self, headers: Mapping[str, str], body: bytes, arrival: float
     ) -> web.Response:
-        try:
-            events = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _problem(_BatchProblem("bad_json", f"batch body is not JSON: {exc}"))
-        if not isinstance(events, list):
-            return _problem(_BatchProblem("bad_batch", "a CloudEvents batch is a JSON array"))
         structured = {name: value for name, value in headers.items() if not name.startswith("ce-")}
         structured["content-type"] = "application/cloudevents+json"
-        failures = []
-        for index, event in enumerate(events):
-            problem = self._backend.ingest(structured, orjson.dumps(event), arrival)
-            if problem is not None:
-                failures.append({"index": index, "error": problem.code, "reason": problem.reason})
+        result = await _off_loop(len(body), self._decode_batch, structured, body, arrival)
+        if isinstance(result, _BatchProblem):
+            return _problem(result)
+        items: list[Event | DecodeError] = result
+        failures = [
+            {"index": index, "error": item.code, "reason": item.reason}
+            for index, item in enumerate(items)
+            if isinstance(item, DecodeError)
+        ]
         if failures:
+            # Validated whole: a batch with a refused element applies none of its events.
+            self._backend.apply_events([item for item in items if isinstance(item, DecodeError)])
             return _json(
                 {
                     "error": failures[0]["error"],
-                    "reason": f"{len(failures)} of {len(events)} events refused",
+                    "reason": f"{len(failures)} of {len(items)} events refused; none applied",
+                    "applied": 0,
                     "events": failures,
                 },
                 status=400,
             )
+        for start in range(0, len(items), _APPLY_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let probes and scrapes in between slices
+            self._backend.apply_events(items[start : start + _APPLY_SLICE])
         return web.Response(status=202)
+
+    def _decode_batch(
+        self, headers: Mapping[str, str], body: bytes, arrival: float
+    ) -> list[Event | DecodeError] | _BatchProblem:
+        try:
+            events = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _BatchProblem("bad_json", f"batch body is not JSON: {exc}")
+        if not isinstance(events, list):
+            return _BatchProblem("bad_batch", "a CloudEvents batch is a JSON array")
+        items: list[Event | DecodeError] = []
+        for index, event in enumerate(events):
+            if isinstance(event, dict):
+                items.append(self._backend.decode(headers, event, arrival))
+            else:
+                items.append(
+                    DecodeError(
+                        f"batch element {index} must be a CloudEvent (a JSON object)",
+                        "bad_envelope",
+                    )
+                )
+        return items
 
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(
