@@ -1,4 +1,4 @@
-"""Backpressure: partitions pause while pending joins exceed the bound, and resume."""
+"""The pending bound over Kafka: the oldest puids are evicted and counted; no stall."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ import time
 import pytest
 
 from feedback_stream.generator import DeploymentSpec, GeneratorConfig, generate_records
-from tests._processor import create_topic, kafka_settings, produce, running, unique, wait_until
+from tests._processor import (
+    create_topic,
+    get_text,
+    kafka_settings,
+    parse_metrics,
+    produce,
+    running,
+    sample_sum,
+    unique,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 
-async def test_pending_joins_pause_and_expiry_resumes(kafka_bootstrap: str) -> None:
-    topic = unique("backpressure")
+async def test_pending_cap_evicts_the_oldest_without_pausing(kafka_bootstrap: str) -> None:
+    topic = unique("pending-cap")
     config = GeneratorConfig(
         seed=1,
         n_requests=150,
@@ -26,23 +36,21 @@ async def test_pending_joins_pause_and_expiry_resumes(kafka_bootstrap: str) -> N
     records = list(generate_records(config))
     await create_topic(kafka_bootstrap, topic)
     await produce(kafka_bootstrap, topic, records)
+    # The default one-hour TTL: with a pause at the bound, the input would stall for an hour.
     config_ = kafka_settings(
-        kafka_bootstrap,
-        topic,
-        unique("backpressure"),
-        kafka_max_batch=20,
-        kafka_max_pending=50,
-        ttl_s=1.0,
-        tick_interval_s=0.1,
+        kafka_bootstrap, topic, unique("pending-cap"), kafka_max_batch=20, max_pending=50
     )
-    async with running(config_) as (service, _):
+    async with running(config_) as (service, url):
         assert service.kafka is not None
         kafka = service.kafka
-        await wait_until(lambda: kafka.paused, 30, "the source to pause")
-        assert kafka.records < len(records)
-        assert service.engine.pending > 50
-        # The TTL expires the lonely responses, pending falls, the source resumes and finishes.
         await wait_until(lambda: kafka.records == len(records), 60, "every record")
-        await wait_until(lambda: not kafka.paused, 30, "the source to resume")
-        expired = service.metrics_document(None)["events"]["expired"]
-    assert expired["response"] > 0
+        assert service.engine.pending == 50
+        samples = parse_metrics((await get_text(f"{url}/metrics"))[1])
+    puids = {r["headers"]["ce_requestid"] for r in records}
+    assert len(puids) == 150
+    # Every puid holds the same parts (none joined); 100 puids were evicted.
+    for kind in ("request", "response"):
+        per_puid = sum(1 for r in records if r["headers"]["ce_type"].endswith(kind)) // 150
+        evicted = sample_sum(samples, "feedback_stream_evicted_total", type=kind)
+        assert evicted == 100 * per_puid
+    assert sample_sum(samples, "feedback_stream_pending_puids") == 50

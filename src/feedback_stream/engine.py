@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from feedback_stream import snapshot
+from feedback_stream.caps import Caps
 from feedback_stream.decode import DecodeError, decode_kafka_record
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.join import DEFAULT_TTL_S, JoinResult
@@ -56,6 +57,8 @@ class Engine:
         time_basis: ``"feedback"`` (default) or ``"request"``.
         route: ``"puid"`` (one state for every partition) or ``"partition"``.
         kinds: the declared model kinds (``--models-config``); default: detect.
+        caps: what is tracked at most (models, classes, pending puids);
+            default: no bounds. See :mod:`feedback_stream.caps`.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Engine:
         time_basis: TimeBasis | str = TimeBasis.FEEDBACK,
         route: Literal["puid", "partition"] = "puid",
         kinds: ModelKinds | None = None,
+        caps: Caps | None = None,
     ) -> None:
         specs = [w if isinstance(w, WindowSpec) else WindowSpec.parse(w) for w in windows]
         names = [s.name for s in specs]
@@ -80,6 +84,7 @@ class Engine:
         self.route = route
         self.kinds = kinds if kinds is not None else ModelKinds()
         self.sequence = OutcomeSequence()
+        self.caps = caps if caps is not None else Caps(1 << 62, 1 << 62)
         self.states: dict[StateKey, PartitionState] = {}
         self.clock = float("-inf")
         self._outcome_listeners: list[OutcomeListener] = []
@@ -97,7 +102,9 @@ class Engine:
         """The state for ``key``, created empty when first needed."""
         state = self.states.get(key)
         if state is None:
-            state = PartitionState(self.specs, self.ttl, self.time_basis, self.sequence, self.kinds)
+            state = PartitionState(
+                self.specs, self.ttl, self.time_basis, self.sequence, self.kinds, self.caps
+            )
             self._attach(state)
             self.states[key] = state
         return state
@@ -128,7 +135,18 @@ class Engine:
         position = item.position
         if not isinstance(item, DecodeError) and item.time > self.clock:
             self.clock = item.time
-        return self.state(self.state_key(position)).process(item)
+        state = self.state(self.state_key(position))
+        result = state.process(item)
+        cap = self.caps.max_pending
+        if cap and (state.join.pending > cap or (len(self.states) > 1 and self.pending > cap)):
+            self._bound_pending(cap)
+        return result
+
+    def _bound_pending(self, cap: int) -> None:
+        """Evict the oldest puids of the fullest states until ``cap`` puids are pending."""
+        while (over := self.pending - cap) > 0:
+            fullest = max(self.states.values(), key=lambda s: s.pending)
+            fullest.evict(min(over, fullest.pending))
 
     def expire(self, now: float) -> dict[EventKind, int]:
         """Expire every state's join entries past the TTL as of ``now``."""
@@ -162,6 +180,14 @@ class Engine:
     def restore(self, key: StateKey, data: bytes) -> None:
         """Replace the state of ``key`` with a snapshot taken by :meth:`snapshot`."""
         state = snapshot.loads(data, self.sequence, self.specs)
+        state.caps = self.caps
+        # What the snapshot tracks stays tracked: it was within the caps when taken.
+        self.caps.admit(state.models)
+        self.caps.admit(state.model_counters)
+        for model, windows in state.models.items():
+            for window in windows.windows.values():
+                cells = window.counts().confusion
+                self.caps.track_classes(model, (label for cell in cells for label in cell))
         # The configuration in force now wins over the one the snapshot was taken
         # under; a changed time basis applies to outcomes joined from now on.
         state.join.ttl = self.ttl
@@ -239,9 +265,11 @@ class Engine:
         """:meth:`counts` without copying a single state's counts (read at once, never kept)."""
         return self.counts(key, window, now, share=True)
 
-    def metrics(self, key: ModelKey, window: str, now: float | None = None) -> WindowMetrics:
-        """All metrics of one window of one model (for the Prometheus collector)."""
-        return compute(self._read(key, window, now))
+    def metrics(
+        self, key: ModelKey, window: str, now: float | None = None, *, matrix: bool = True
+    ) -> WindowMetrics:
+        """All metrics of one window of one model; the dense matrix only if ``matrix``."""
+        return compute(self._read(key, window, now), matrix=matrix)
 
     def kind(self, key: ModelKey) -> tuple[ModelKind, bool]:
         """(kind, declared) of a model: undeclared models are read as classification."""

@@ -366,6 +366,31 @@ class JoinStore:
             expired[EventKind.FEEDBACK] += sum(1 for f in _items(entry.feedbacks) if not f.joined)
         return expired
 
+    def evict_oldest(self, count: int) -> dict[EventKind, int]:
+        """Drop the ``count`` entries nearest their deadline, whatever the clock says.
+
+        The pending bound: past it, the oldest puids give way to new ones
+        instead of the input stopping. Parts that never joined are counted
+        per event type, as :meth:`expire` counts them.
+        """
+        evicted = {EventKind.REQUEST: 0, EventKind.RESPONSE: 0, EventKind.FEEDBACK: 0}
+        deadlines = self._deadlines
+        while count > 0 and (due := deadlines.pop_before(float("inf"))) is not None:
+            deadline, puid = due
+            entry = self._entries.get(puid)
+            if entry is None:
+                continue
+            if entry.deadline > deadline:
+                deadlines.push(entry.deadline, puid)
+                continue
+            del self._entries[puid]
+            count -= 1
+            if not entry.joined:
+                evicted[EventKind.REQUEST] += len(_items(entry.requests))
+            evicted[EventKind.RESPONSE] += sum(1 for r in _items(entry.responses) if not r.labelled)
+            evicted[EventKind.FEEDBACK] += sum(1 for f in _items(entry.feedbacks) if not f.joined)
+        return evicted
+
     def _request_time(self, entry: _Entry, key: ModelKey) -> float | None:
         held = entry.requests
         if held is None:

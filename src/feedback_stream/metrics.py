@@ -269,23 +269,32 @@ def _divide(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def compute(counts: Counts) -> WindowMetrics:
-    """All metrics of one window, from its counts."""
+def compute(counts: Counts, *, matrix: bool = True) -> WindowMetrics:
+    """All metrics of one window, from its counts.
+
+    Works on the sparse confusion counts: O(cells + K log K) for K classes.
+    The dense K x K ``confusion_matrix`` is built only when ``matrix`` is
+    true (the JSON report); otherwise it is empty.
+    """
     confusion = counts.confusion
     labels = tuple(sorted({t for t, _ in confusion} | {p for _, p in confusion}))
-    index = {label: i for i, label in enumerate(labels)}
     size = len(labels)
-    matrix = [[0] * size for _ in range(size)]
+    true_counts: dict[str, int] = {}
+    predicted_counts: dict[str, int] = {}
+    hits: dict[str, int] = {}
     for (t, p), n in confusion.items():
-        matrix[index[t]][index[p]] = n
-    support = [sum(row) for row in matrix]
-    predicted = [sum(matrix[r][c] for r in range(size)) for c in range(size)]
+        true_counts[t] = true_counts.get(t, 0) + n
+        predicted_counts[p] = predicted_counts.get(p, 0) + n
+        if t == p:
+            hits[t] = n
+    support = [true_counts.get(label, 0) for label in labels]
+    predicted = [predicted_counts.get(label, 0) for label in labels]
     per_class: dict[str, ClassMetrics] = {}
     precisions: list[float] = []
     recalls: list[float] = []
     f1s: list[float] = []
     for i, label in enumerate(labels):
-        tp = matrix[i][i]
+        tp = hits.get(label, 0)
         precision = _divide(tp, predicted[i])
         recall = _divide(tp, support[i])
         f1 = _divide(2 * tp, support[i] + predicted[i])
@@ -300,7 +309,7 @@ def compute(counts: Counts) -> WindowMetrics:
             math.fsum(recalls) / size,
             math.fsum(f1s) / size,
         )
-        tp_all = sum(matrix[i][i] for i in range(size))
+        tp_all = sum(hits.values())
         pred_all = sum(predicted)
         true_all = sum(support)
         micro = (
@@ -313,6 +322,13 @@ def compute(counts: Counts) -> WindowMetrics:
             _divide(math.fsum(r * s for r, s in zip(recalls, support, strict=True)), true_all),
             _divide(math.fsum(f * s for f, s in zip(f1s, support, strict=True)), true_all),
         )
+    dense: tuple[tuple[int, ...], ...] = ()
+    if matrix:
+        index = {label: i for i, label in enumerate(labels)}
+        rows = [[0] * size for _ in range(size)]
+        for (t, p), n in confusion.items():
+            rows[index[t]][index[p]] = n
+        dense = tuple(tuple(row) for row in rows)
     accuracy = counts.correct / counts.known if counts.known else None
     return WindowMetrics(
         outcomes=counts.outcomes,
@@ -321,7 +337,7 @@ def compute(counts: Counts) -> WindowMetrics:
         accuracy=accuracy,
         accuracy_ci95=wilson_interval(counts.correct, counts.known),
         labels=labels,
-        confusion_matrix=tuple(tuple(row) for row in matrix),
+        confusion_matrix=dense,
         per_class=per_class,
         macro=macro,
         micro=micro,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from feedback_stream.caps import Caps
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import DEFAULT_TTL_S, EventStatus, JoinResult, JoinStore
@@ -45,6 +46,8 @@ def _result_label(correct: bool | None) -> str:
 _CORRECT: Final = OutcomeResult.CORRECT.value
 _INCORRECT: Final = OutcomeResult.INCORRECT.value
 _UNKNOWN: Final = OutcomeResult.UNKNOWN.value
+
+_UNBOUNDED: Final = 1 << 62
 
 OutcomeListener = Callable[[Sequence[Outcome], Sequence[Outcome]], None]
 """Called with (retracted, applied) outcomes after every event that changed any."""
@@ -194,6 +197,8 @@ class PartitionState:
         time_basis: which event's time places an outcome in time windows.
         sequence: outcome sequence numbers, shared by the states of one engine.
         kinds: the declared model kinds (default: detect every kind).
+        caps: the tracking caps, shared by the states of one engine
+            (:mod:`feedback_stream.caps`); default: none.
     """
 
     def __init__(
@@ -203,9 +208,11 @@ class PartitionState:
         time_basis: TimeBasis = TimeBasis.FEEDBACK,
         sequence: OutcomeSequence | None = None,
         kinds: ModelKinds | None = None,
+        caps: Caps | None = None,
     ) -> None:
         self.specs = tuple(windows)
         self.sequence = sequence if sequence is not None else OutcomeSequence()
+        self.caps = caps if caps is not None else Caps(_UNBOUNDED, _UNBOUNDED)
         self.join = JoinStore(ttl, time_basis, self.sequence, kinds)
         self.models: dict[ModelKey, ModelWindows] = {}
         self.model_counters: dict[ModelKey, ModelCounters] = {}
@@ -219,12 +226,15 @@ class PartitionState:
         return self.join.pending
 
     def _windows(self, key: ModelKey) -> ModelWindows:
+        """The windows of ``key`` (already folded by the model cap)."""
         windows = self.models.get(key)
         if windows is None:
             windows = self.models[key] = ModelWindows(self.specs)
         return windows
 
     def _counters(self, key: ModelKey) -> ModelCounters:
+        """The counters of ``key``, or of the overflow model past the model cap."""
+        key = self.caps.model(key)
         counters = self.model_counters.get(key)
         if counters is None:
             counters = self.model_counters[key] = ModelCounters()
@@ -266,8 +276,9 @@ class PartitionState:
 
     def _move(self, result: JoinResult) -> None:
         clock_tick = to_tick(self.clock)
+        caps = self.caps
         for outcome in result.retracted:
-            self._windows(outcome.key).retract(outcome)
+            self._windows(caps.model(outcome.key)).retract(outcome)
             counters = self._counters(outcome.key)
             counters.retracted[_result_label(outcome.correct)] += 1
             if outcome.truth is not None:
@@ -276,7 +287,9 @@ class PartitionState:
                 counters.reward_retracted_count += 1
                 counters.reward_retracted_sum += outcome.reward
         for outcome in result.applied:
-            windows = self._windows(outcome.key)
+            key = caps.model(outcome.key)
+            caps.fold_classes(key, outcome)
+            windows = self._windows(key)
             windows.advance(clock_tick)
             windows.apply(outcome)
             counters = self._counters(outcome.key)
@@ -291,6 +304,14 @@ class PartitionState:
                 counters.last_feedback_time = outcome.feedback_time
         for outcome_listener in self.outcome_listeners:
             outcome_listener(result.retracted, result.applied)
+
+    def evict(self, count: int) -> dict[EventKind, int]:
+        """Evict the ``count`` oldest pending puids (the pending cap); count their parts."""
+        evicted = self.join.evict_oldest(count)
+        for kind, parts in evicted.items():
+            if parts:
+                self.caps.evicted[kind.value] += parts
+        return evicted
 
     def advance(self, now: float) -> None:
         """Move the clock (and every window) to ``now``, if that is later."""

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from feedback_stream.caps import OVERFLOW_KEY
 from feedback_stream.decode import EVENT_TYPES, DecodeError
 from feedback_stream.engine import Engine
 from feedback_stream.events import Event, EventKind, ModelKey
@@ -72,7 +73,7 @@ class LabelGuard:
 
     def admits(self, key: ModelKey) -> bool:
         """Whether ``key`` gets its own label set (the first ``max_models`` do)."""
-        if key in self._models:
+        if key in self._models or key == OVERFLOW_KEY:
             return True
         if len(self._models) < self._max_models:
             self._models.add(key)
@@ -203,6 +204,7 @@ class ServiceMetrics:
         self._negative_reward_warned = False
         self._series: dict[ModelKey, _ModelSeries] = {}
         self._event_children: dict[tuple[str, str], Any] = {}
+        self._fold: Callable[[ModelKey], ModelKey] = lambda key: key
 
     def _model(self, key: ModelKey) -> _ModelSeries:
         """The labelled series of ``key``, bound once: ``.labels()`` costs microseconds.
@@ -212,13 +214,15 @@ class ServiceMetrics:
         and ``rate()`` miss that increment: Prometheus cannot tell a new
         series from one it started watching late.
         """
+        key = self._fold(key)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _ModelSeries(self, key)
         return series
 
     def attach(self, engine: Engine) -> None:
-        """Count everything the engine does from now on."""
+        """Count everything the engine does from now on (models folded as it folds them)."""
+        self._fold = engine.caps.model
         engine.add_result_listener(self.on_result)
         engine.add_outcome_listener(self.on_outcomes)
 
@@ -427,7 +431,7 @@ class WindowCollector(Collector):
             if counters.last_feedback_time is not None:
                 last_feedback.add_metric(labels, counters.last_feedback_time)
             for spec in engine.specs:
-                m = engine.metrics(key, spec.name, now)
+                m = engine.metrics(key, spec.name, now, matrix=False)
                 wl = [*labels, spec.name]
                 scores.add(wl, m)
                 outcomes.add_metric(wl, m.outcomes)

@@ -51,6 +51,8 @@ from pydantic import ValidationError
 
 from feedback_stream._gc import tune_collector
 from feedback_stream._ratelimit import install_rate_limit
+from feedback_stream.caps import Caps
+from feedback_stream.caps_metrics import CapsCollector
 from feedback_stream.core2 import Core2Decoder, Experiments, ModelError
 from feedback_stream.core2.metrics import ModelErrorMetrics
 from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
@@ -66,7 +68,7 @@ from feedback_stream.kafka.checkpoint import CheckpointStore
 from feedback_stream.kafka.consumer import KafkaSource, Record
 from feedback_stream.kafka.dlq import DeadLetterQueue
 from feedback_stream.kafka.repartition import Repartitioner
-from feedback_stream.metrics import WindowMetrics
+from feedback_stream.metrics import Counts, WindowMetrics
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
 from feedback_stream.settings import Settings, add_arguments, settings_from_args, usage_errors
@@ -104,6 +106,12 @@ class Service:
             # Re-keyed by puid, a partition's state is complete and moves with it.
             route="partition" if settings.repartition_topic else settings.route,
             kinds=ModelKinds.load(settings.models_config) if settings.models_config else None,
+            caps=Caps(
+                settings.max_models,
+                settings.max_classes,
+                settings.max_pending,
+                settings.class_allowlist,
+            ),
         )
         self._registry = CollectorRegistry(auto_describe=False)
         self.guard = LabelGuard(settings.max_models, settings.max_classes, settings.class_allowlist)
@@ -123,6 +131,7 @@ class Service:
                 experiments=Experiments.parse(settings.seldon_experiments),
             )
             self.model_errors = ModelErrorMetrics(self._registry, self.guard)
+        self._registry.register(CapsCollector(self.engine.caps))
         self._http_seq = itertools.count()
         self._event_clock = float("-inf")
         self._event_wall = 0.0
@@ -199,7 +208,7 @@ class Service:
                     "kind_declared": declared,
                     "needs_kind": counters.needs_kind,
                     "windows": [spec.name for spec in self.engine.specs],
-                    "current": _current(name, self.engine.metrics(key, name, now)),
+                    "current": _current(name, self.engine.metrics(key, name, now, matrix=False)),
                 }
             )
         return out
@@ -398,8 +407,9 @@ class Service:
             series = self._series.get(key)
             if series is None:
                 series = self._series[key] = _Series(self.settings.history_points)
+            # Accuracy only: read from the counts, no per-class work on the ticker.
             values = tuple(
-                self.engine.metrics(key, spec.name, now).accuracy for spec in self.engine.specs
+                _accuracy(self.engine.counts(key, spec.name, now)) for spec in self.engine.specs
             )
             series.points.append((now, values))
 
@@ -559,6 +569,10 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return configured
+
+
+def _accuracy(counts: Counts) -> float | None:
+    return counts.correct / counts.known if counts.known else None
 
 
 def _labels(key: ModelKey) -> dict[str, str]:

@@ -95,11 +95,6 @@ class Settings(BaseSettings):
         description="topic metadata refresh, ms: a topic created after start (or newly "
         "matching kafka_topic_pattern) is consumed within about this long",
     )
-    kafka_max_pending: int = Field(
-        200_000,
-        ge=1,
-        description="pending joins (puids) above which partitions are paused (backpressure)",
-    )
     kafka_security_protocol: SecurityProtocol = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
@@ -184,10 +179,21 @@ class Settings(BaseSettings):
         description="classes exported as `class` labels; empty: any, up to max_classes",
     )
     max_classes: int = Field(
-        50, ge=1, description="per-model cap on distinct `class` label values (cardinality)"
+        50,
+        ge=1,
+        description="classes tracked and exported per model (besides the allowlist); "
+        "later ones are counted as `__other__`",
     )
     max_models: int = Field(
-        1000, ge=1, description="cap on model label sets exported (cardinality)"
+        1000,
+        ge=1,
+        description="models tracked and exported; later ones are counted as model=`__overflow__`",
+    )
+    max_pending: int = Field(
+        200_000,
+        ge=1,
+        description="puids waiting to join, every source together; past it the oldest are "
+        "evicted (feedback_stream_evicted_total)",
     )
     history_points: int = Field(
         600, ge=2, description="accuracy samples per model kept for the live page's chart"

@@ -9,9 +9,9 @@ The loop is at-least-once by construction and exactly-once in effect:
 3. commit ``last offset + 1`` of every partition read, at most once a
    second (:data:`COMMIT_INTERVAL_S`), and always before a partition is
    revoked and at shutdown;
-4. pause every assigned partition while the handler's pending joins exceed
-   ``kafka_max_pending``, resume once they drop (the wall-clock ticker of the
-   service expires old puids, so a paused source always resumes).
+4. never pause for pending joins: the engine bounds them itself by evicting
+   the oldest puids at ``max_pending`` (:mod:`feedback_stream.caps`), so the
+   input never waits for the TTL.
 
 A record applied but not committed (a crash before its commit: up to a
 second of records) is read again and recognised by the join store's dedupe,
@@ -73,10 +73,6 @@ class BatchHandler(Protocol):
     async def apply(self, records: Sequence[Record]) -> None:
         """Apply one batch, in order; dead letters are sent before it returns."""
 
-    @property
-    def pending(self) -> int:
-        """Puids waiting for their partner: the backpressure measure."""
-
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, source: KafkaSource) -> None:
@@ -102,7 +98,6 @@ class KafkaSource:
         self._consumed: dict[TopicPartition, int] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
-        self._paused = False
         self.assigned_once = asyncio.Event()
         """Set after the first assignment: part of the service's readiness."""
         self.batches = 0
@@ -112,11 +107,6 @@ class KafkaSource:
     def assigned(self) -> frozenset[TopicPartition]:
         """The partitions this member owns now."""
         return frozenset(self._assigned)
-
-    @property
-    def paused(self) -> bool:
-        """Whether backpressure has paused the assigned partitions."""
-        return self._paused
 
     async def start(self) -> None:
         """Connect and subscribe; partitions arrive through the rebalance listener."""
@@ -162,7 +152,6 @@ class KafkaSource:
                 if self._uncommitted and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                     async with self._lock:
                         await self._commit_applied()
-                self._backpressure()
         finally:
             await self._close()
 
@@ -243,18 +232,6 @@ class KafkaSource:
             # read again by the partition's new owner; our copy is revoked.
             _log.warning("offset commit failed, partitions will be re-read: %s", exc)
 
-    def _backpressure(self) -> None:
-        consumer = self._require()
-        pending = self._handler.pending
-        if not self._paused and pending > self._settings.kafka_max_pending:
-            consumer.pause(*self._assigned)
-            self._paused = True
-            _log.warning("pausing %d partitions: %d pending joins", len(self._assigned), pending)
-        elif self._paused and pending <= self._settings.kafka_max_pending:
-            consumer.resume(*consumer.paused())
-            self._paused = False
-            _log.info("resuming partitions: %d pending joins", pending)
-
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:
             await self._commit_applied()
@@ -275,8 +252,6 @@ class KafkaSource:
                 )
                 await self._handler.assign(committed)
             self._assigned |= assigned
-            if self._paused and self._consumer is not None:
-                self._consumer.pause(*new)
         self.assigned_once.set()
         _log.info("assigned %s", sorted(map(str, assigned)))
 
