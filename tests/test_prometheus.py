@@ -184,11 +184,13 @@ async def test_cardinality_caps_bound_model_and_class_labels() -> None:
         await _post_all(url, _iris(40, feedback_share=1.0))
         samples = parse_metrics((await get_text(f"{url}/metrics"))[1])
     models = {
-        dict(labels)["predictor"]
+        (dict(labels)["predictor"], dict(labels)["model"])
         for name, labels in samples
         if name == "feedback_stream_window_known"
     }
-    assert len(models) == 1
+    # One model tracked on its own; the others are tracked (and shown) as one overflow model.
+    assert len(models) == 2
+    assert ("", OVERFLOW_MODEL) in models
     overflow = sample_sum(samples, "feedback_stream_outcomes_total", model=OVERFLOW_MODEL)
     assert overflow == 40
     classes = {

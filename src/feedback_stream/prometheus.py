@@ -11,12 +11,12 @@ Window gauges (accuracy, precision, recall, F1, counts, ...) are computed by
 :class:`WindowCollector` from the engine's windows at every scrape, so a
 sliding window empties on the wall clock even when no event arrives.
 
-Cardinality is bounded: at most ``max_models`` label sets of model labels
-(further models are counted under ``model="__overflow__"`` and get no
-gauges) and, per model, the ``class_allowlist`` or the first
-``max_classes`` classes seen (further classes show as ``__other__`` in the
-confusion counters and have no per-class gauges; averages always use every
-class, so they stay sklearn-exact).
+Cardinality is bounded: the engine tracks at most ``max_models`` models
+(further models are tracked, counted and shown as one model,
+``model="__overflow__"``) and, per model, the ``class_allowlist`` and the
+first ``max_classes`` other classes (further classes are tracked as
+``__other__``; see :mod:`feedback_stream.caps`). With an allowlist, only its
+classes get per-class gauges.
 
 Every registry is the caller's: a service builds its own, so several run
 in one process (tests) without clashing.
