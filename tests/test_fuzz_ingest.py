@@ -404,4 +404,3 @@ def test_a_hundred_thousand_models_stay_within_the_cap() -> None:
         samples = parse_metrics(body.decode())
         overflow = sample_sum(samples, "feedback_stream_responses_total", model="__overflow__")
         assert overflow == 99_000
-
