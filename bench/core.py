@@ -24,9 +24,11 @@ import orjson
 
 from bench._timing import median, pinned
 from bench.result import Context, Figure
+from bench.scored import KINDS, kinds, scored_stream
 from bench.stream import WireRecord, bench_config, wire_stream
 from feedback_stream.engine import Engine
 from feedback_stream.events import SourcePosition
+from feedback_stream.model_kinds import ModelKinds
 
 __all__ = ["WINDOWS", "apply_all", "make_engine", "process_all", "run", "save_profile"]
 
@@ -35,8 +37,8 @@ TARGET_EVENTS_S = 200_000.0
 _TICK_EVERY = 1000
 
 
-def make_engine() -> Engine:
-    return Engine(WINDOWS)
+def make_engine(kinds: ModelKinds | None = None) -> Engine:
+    return Engine(WINDOWS, kinds=kinds)
 
 
 def process_all(engine: Engine, records: list[WireRecord], topic: str = "bench") -> None:
@@ -120,6 +122,7 @@ def run(ctx: Context) -> list[Figure]:
     ours_rate = n / median(ours)
     base_rate = n / median(base)
     service_rate = n / median(service)
+    scored = [_scored_figure(kind, n_requests, repeats) for kind in KINDS]
     return [
         Figure(
             benchmark="core",
@@ -149,7 +152,39 @@ def run(ctx: Context) -> list[Figure]:
             baseline_value=base_rate,
             detail={"events": n, "repeats": repeats, "cpu": cpu, "service_s": service},
         ),
+        *scored,
     ]
+
+
+_SCORED_NAMES = {
+    "binary": "binary-score stream (threshold, ROC AUC, log loss, Brier) through decode + join "
+    "+ 3 windows, one core",
+    "regression": "regression stream (MAE, MSE, R², MAPE) through decode + join + 3 windows, "
+    "one core",
+}
+
+
+def _scored_figure(kind: str, n_requests: int, repeats: int) -> Figure:
+    """One scored stream, timed like the classification one, its kind declared."""
+    records = scored_stream(kind, n_requests)
+    n = len(records)
+    ours: list[float] = []
+    base: list[float] = []
+    with pinned() as cpu:
+        for _ in range(repeats):
+            base.append(_timed(_parse_all, records))
+            ours.append(_timed(process_all, make_engine(kinds()), records))
+    rate = n / median(ours)
+    return Figure(
+        benchmark="core",
+        name=_SCORED_NAMES[kind],
+        value=rate,
+        unit="events/s",
+        baseline_name="orjson.loads of every record value",
+        baseline_value=n / median(base),
+        detail={"events": n, "requests": n_requests, "repeats": repeats, "cpu": cpu,
+                "ours_s": ours, "baseline_s": base},
+    )  # fmt: skip
 
 
 def save_profile(name: str, work: Callable[[], None], results: Path) -> None:

@@ -38,6 +38,25 @@ def test_core_measures_and_saves_a_profile(tmp_path: Path) -> None:
     assert figures[0].baseline_value is not None
     assert figures[0].baseline_value > 0
     assert "decode_kafka_record" in (tmp_path / "profile-core-cprofile.txt").read_text()
+    names = [f.name for f in figures]
+    assert any(name.startswith("binary-score stream") for name in names), names
+    assert any(name.startswith("regression stream") for name in names), names
+
+
+def test_scored_streams_give_every_score_number() -> None:
+    """The binary and regression bench streams are read in their declared kinds, error-free."""
+    from bench.scored import kinds, scored_stream
+
+    for kind, fields in (("binary", ("roc_auc", "log_loss", "brier")),
+                         ("regression", ("mae", "rmse", "r2", "mape"))):  # fmt: skip
+        engine = core.make_engine(kinds())
+        core.process_all(engine, scored_stream(kind, 300))
+        document = engine.report()
+        assert document["events"]["invalid_reasons"] == {}
+        for model in document["models"]:
+            assert model["kind"] == kind
+            numbers = model["windows"]["total"][kind]
+            assert all(numbers[field] is not None for field in fields), numbers
 
 
 def test_memory_per_pending_puid_in_a_child_process(tmp_path: Path) -> None:
