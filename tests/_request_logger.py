@@ -24,6 +24,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from feedback_stream.encode import ReplayRecord, rfc3339
+from feedback_stream.es import SearchClient, as_search_client
 
 Message = tuple[dict[str, str], Any]
 Upsert = tuple[str, str, dict[str, Any]]
@@ -255,7 +256,7 @@ def messages_from_records(records: Iterable[ReplayRecord]) -> Iterator[Message]:
 
 
 async def log_messages(
-    es: AsyncElasticsearch, messages: Iterable[Message], chunk: int = 400
+    es: AsyncElasticsearch | SearchClient, messages: Iterable[Message], chunk: int = 400
 ) -> int:
     """Write what the logger writes for ``messages`` (bulk upserts, in order); refresh.
 
@@ -263,6 +264,7 @@ async def log_messages(
     are applied in order, as the logger's one-at-a-time updates would be.
     Bulks stay under 1 MB, which aiohttp sends without a warning.
     """
+    client = as_search_client(es)
     operations: list[dict[str, Any]] = []
     count = 0
     for headers, body in messages:
@@ -271,16 +273,16 @@ async def log_messages(
             operations.append({"doc": doc, "doc_as_upsert": True})
             count += 1
             if len(operations) >= 2 * chunk:
-                await _bulk(es, operations)
+                await _bulk(client, operations)
                 operations = []
     if operations:
-        await _bulk(es, operations)
-    await es.indices.refresh(index="inference-log-*")
+        await _bulk(client, operations)
+    await client.refresh("inference-log-*")
     return count
 
 
-async def _bulk(es: AsyncElasticsearch, operations: list[dict[str, Any]]) -> None:
-    response = await es.bulk(operations=operations, filter_path="errors,items.*.error")
-    if response.body.get("errors"):
-        errors = [next(iter(i.values())).get("error") for i in response.body["items"]]
+async def _bulk(client: SearchClient, operations: list[dict[str, Any]]) -> None:
+    body = await client.bulk(operations, filter_path="errors,items.*.error")
+    if body.get("errors"):
+        errors = [next(iter(i.values())).get("error") for i in body["items"]]
         raise AssertionError(f"request logger upserts failed: {[e for e in errors if e][:3]}")

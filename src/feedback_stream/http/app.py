@@ -75,12 +75,15 @@ class Readiness:
     """``/readyz``: ready once partitions are assigned and any history is loaded.
 
     ``reasons`` says, for a check that fails, why (``{"kafka_assigned":
-    "topic seldon does not exist yet ..."}``).
+    "topic seldon does not exist yet ..."}``). ``details`` are JSON-ready
+    states shown beside the checks (the history's ``state`` and ``reason``,
+    the outcome sink's figures).
     """
 
     ready: bool
     checks: Mapping[str, bool]
     reasons: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -321,6 +324,7 @@ class _Handlers:
                 "ready": readiness.ready,
                 "checks": dict(readiness.checks),
                 "reasons": dict(readiness.reasons),
+                **readiness.details,
             },
             status=200 if readiness.ready else 503,
         )

@@ -226,7 +226,37 @@ async function getJSON(url) {
   return r.json();
 }
 
+// One line on the history and the outcome sink, from /readyz (503 while not ready).
+function searchLine(ready) {
+  const parts = [];
+  const h = ready.history;
+  if (h && h.state !== "disabled") {
+    parts.push(`history ${h.state}${h.reason ? `: ${h.reason}` : ""}`);
+  }
+  const s = ready.es_sink;
+  if (s) {
+    const last = s.last_success ? `${Math.round(Date.now() / 1000 - s.last_success)}s ago` : "never";
+    parts.push(`outcome sink ${s.available ? "up" : "DOWN"}: ${s.written ?? 0} written, ` +
+      `${s.rejected ?? 0} failed, ${s.pending ?? 0} buffered, ${s.dropped ?? 0} dropped, ` +
+      `last write ${last}${s.last_error && !s.available ? ` (${s.last_error})` : ""}`);
+  }
+  return { text: parts.join(" · "), bad: (h && h.state === "failed") || (s && !s.available) };
+}
+
+async function refreshSearchLine() {
+  const line = document.getElementById("search-state");
+  try {
+    const r = await fetch("/readyz", { cache: "no-store" });
+    const { text, bad } = searchLine(await r.json());
+    line.textContent = text;
+    line.className = bad ? "error" : "muted";
+  } catch (err) {
+    line.textContent = "";
+  }
+}
+
 async function refresh() {
+  refreshSearchLine();
   const status = document.getElementById("status");
   try {
     const q = chosenWindow ? `?window=${encodeURIComponent(chosenWindow)}` : "";
