@@ -20,6 +20,7 @@ from elasticsearch import AsyncElasticsearch
 
 from feedback_stream.engine import Engine
 from feedback_stream.es import (
+    ElasticsearchEdgeError,
     ElasticsearchSettings,
     EsAuthenticationError,
     EsTlsError,
@@ -29,6 +30,7 @@ from feedback_stream.es import (
     check_connection,
     create_client,
 )
+from feedback_stream.es import connect as connect_search
 from feedback_stream.events import ModelKey
 from feedback_stream.outcomes import pair_outcomes
 from tests._es_helpers import delete_indices, seed_messages, wait_for
@@ -203,3 +205,9 @@ async def test_sink_with_wrong_credentials_keeps_the_outcomes_and_says_why(
     finally:
         await sink.stop(timeout_s=0.2)
         await client.close()
+
+
+async def test_http_to_an_https_port_hints_at_the_scheme(tls_proxy: TlsProxy) -> None:
+    url = tls_proxy.basic_url.replace("https://", "http://")
+    with pytest.raises(ElasticsearchEdgeError, match=r"use an https:// URL"):
+        await connect_search(settings_for(url), wait_s=0)

@@ -125,7 +125,12 @@ async def test_health_readiness_page_and_static_files() -> None:
     async with running(settings()) as (service, url):
         assert (await get_json(f"{url}/healthz")) == {"status": "ok"}
         ready = await get_json(f"{url}/readyz")
-        assert ready == {"ready": True, "checks": {"http": True}, "reasons": {}}
+        assert ready == {
+            "ready": True,
+            "checks": {"http": True},
+            "reasons": {},
+            "history": {"state": "disabled", "reason": "history.enabled is off"},
+        }
         status, page = await get_text(f"{url}/")
         assert status == 200
         assert "/static/page.js" in page

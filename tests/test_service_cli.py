@@ -129,12 +129,16 @@ async def test_a_required_history_that_cannot_be_read_exits_1() -> None:
         f"http://127.0.0.1:{free_port()}",
         "--es-max-retries",
         "0",
+        "--es-startup-wait-s",
+        "2",
         stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=50)
     assert process.returncode == 1
     assert b"Traceback" not in stderr
     assert b"127.0.0.1" in stderr
+    # It waited for the cluster (backoff) before giving up, and said so.
+    assert b"waiting for it" in stderr
 
 
 @pytest.mark.parametrize("extra", [[], ["--dlq-topic", "dead"], ["--repartition-topic", "keyed"]])

@@ -11,7 +11,15 @@ from elasticsearch import AsyncElasticsearch
 from feedback_stream.demo.traffic import DemoConfig, IrisTraffic
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
 from tests._es_helpers import delete_indices, seed_messages
-from tests._processor import get_json, get_text, parse_metrics, running, settings, wait_until
+from tests._processor import (
+    free_port,
+    get_json,
+    get_text,
+    parse_metrics,
+    running,
+    settings,
+    wait_until,
+)
 from tests._request_logger import log_messages
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.timeout(120)]
@@ -30,7 +38,11 @@ async def test_history_is_loaded_before_the_service_is_ready(
         )
         async with running(config) as (_, url):
             ready = await get_json(f"{url}/readyz")
-            assert ready == {"ready": True, "checks": {"http": True, "history_loaded": True}}
+            assert ready == {
+                "ready": True,
+                "checks": {"http": True, "history_loaded": True},
+                "history": {"state": "loaded", "documents": 100, "events": 263},
+            }
             document = await get_json(f"{url}/api/v1/metrics")
             samples = parse_metrics((await get_text(f"{url}/metrics"))[1])
     finally:
@@ -74,5 +86,31 @@ async def test_outcomes_reach_the_elasticsearch_sink(es: AsyncElasticsearch, es_
                 return int(found["count"]) == 40
 
             await wait_until(written, 30, "40 outcome documents (20 requests x 2 predictors)")
+            samples = parse_metrics((await get_text(f"{url}/metrics"))[1])
+            ready = await get_json(f"{url}/readyz")
     finally:
         await delete_indices(es, index)
+    # 20 responses x 2 predictors, then their outcomes over them: 80 writes of 40 documents.
+    assert samples[("feedback_stream_es_sink_written_total", frozenset())] >= 40
+    assert samples[("feedback_stream_es_sink_failed_total", frozenset())] == 0
+    assert samples[("feedback_stream_es_sink_dropped_total", frozenset())] == 0
+    assert samples[("feedback_stream_es_sink_up", frozenset())] == 1
+    assert samples[("feedback_stream_es_sink_template_installed", frozenset())] == 1
+    assert samples[("feedback_stream_es_sink_last_success_timestamp_seconds", frozenset())] > 0
+    assert ready["es_sink"]["available"] is True
+    assert ready["es_sink"]["written"] >= 40
+
+
+async def test_a_history_that_cannot_be_read_is_reported_on_readyz() -> None:
+    config = settings(
+        es=ElasticsearchSettings(
+            hosts=[f"http://127.0.0.1:{free_port()}"], max_retries=0, startup_wait_s=0.5
+        ),
+        history=HistorySettings(enabled=True, required=False),
+    )
+    async with running(config) as (_, url):
+        ready = await get_json(f"{url}/readyz")
+    assert ready["ready"] is True
+    assert ready["checks"]["history_loaded"] is True
+    assert ready["history"]["state"] == "failed"
+    assert "unreachable" in ready["history"]["reason"]

@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# opensearch-py logs every failed request at WARNING with a traceback (the
+# probe's expected 405 on a minimal distribution's "/", each refused
+# connection while waiting); this package says what failed, once, itself.
+logging.getLogger("opensearch").setLevel(logging.ERROR)
 
 _ELASTICSEARCH_9 = server_from_version(Family.ELASTICSEARCH, "9.0.0")
 

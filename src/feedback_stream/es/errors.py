@@ -143,9 +143,12 @@ def _forbidden(hosts: str, doing: str, reason: str) -> EsAuthorizationError:
 
 
 def _unreachable(hosts: str, doing: str, exc: BaseException) -> EsUnavailableError:
+    text = _first_line(exc)
+    # A TLS port drops a plain-HTTP request without an answer ("Server disconnected").
+    dropped = any(word in text.lower() for word in ("disconnect", "reset", "eof", "closed"))
     return EsUnavailableError(
         f"Elasticsearch at {hosts} is unreachable while {doing}: "
-        f"{_first_line(exc)}{_scheme_hint(hosts)}"
+        f"{text}{_scheme_hint(hosts) if dropped else ''}"
     )
 
 
