@@ -41,6 +41,7 @@ async def test_history_is_loaded_before_the_service_is_ready(
             assert ready == {
                 "ready": True,
                 "checks": {"http": True, "history_loaded": True},
+                "reasons": {},
                 "history": {"state": "loaded", "documents": 100, "events": 263},
             }
             document = await get_json(f"{url}/api/v1/metrics")
