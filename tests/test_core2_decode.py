@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedback_stream.core2 import (
     Core2Decoder,
@@ -26,7 +28,7 @@ from feedback_stream.core2.grpc_predict_v2_pb2 import InferTensorContents, Model
 from feedback_stream.core2.tensors import CONTENTS_FIELD, RAW_FORMAT
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
-from feedback_stream.settings import Settings
+from feedback_stream.settings import Settings as ServiceSettings
 
 POSITION = SourcePosition("seldon.prod.model.iris.outputs", 0, 7)
 OUTPUTS = "seldon.prod.model.iris.outputs"
@@ -414,15 +416,17 @@ def test_the_pattern_picks_a_namespace_s_model_outputs_errors_and_feedback() -> 
 
 
 def test_the_seldon_core_2_source_sets_the_topic_pattern() -> None:
-    settings = Settings(source="seldon-core-2", seldon_namespace="prod", seldon_topic_prefix="my")
-    assert settings.kafka_topic_pattern == topic_pattern("my", "prod")
-    given = Settings(source="seldon-core-2", kafka_topic_pattern="^x$")
-    assert given.kafka_topic_pattern == "^x$"
-    assert Settings().kafka_topic_pattern == ""
+    preset = ServiceSettings(
+        source="seldon-core-2", seldon_namespace="prod", seldon_topic_prefix="my"
+    )
+    assert preset.kafka_topic_pattern == topic_pattern("my", "prod")
+    pattern = ServiceSettings(source="seldon-core-2", kafka_topic_pattern="^x$")
+    assert pattern.kafka_topic_pattern == "^x$"
+    assert ServiceSettings().kafka_topic_pattern == ""
     with pytest.raises(ValueError, match="NAME=DEFAULT"):
-        Settings(seldon_experiments="broken")
+        ServiceSettings(seldon_experiments="broken")
     with pytest.raises(ValueError, match="repartition_topic"):
-        Settings(source="seldon-core-2", repartition_topic="rekeyed")
+        ServiceSettings(source="seldon-core-2", repartition_topic="rekeyed")
 
 
 def test_the_checked_in_protobuf_module_is_what_protoc_makes_of_the_proto(
@@ -442,3 +446,60 @@ def test_the_checked_in_protobuf_module_is_what_protoc_makes_of_the_proto(
     )
     for name in ("grpc_predict_v2_pb2.py", "grpc_predict_v2_pb2.pyi"):
         assert (tmp_path / name).read_bytes() == (PACKAGE / name).read_bytes(), name
+
+
+INTEGER_BOUNDS = {
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+}
+
+
+@st.composite
+def _tensors(draw: st.DrawFn) -> tuple[str, list[Any], list[int]]:
+    datatype = draw(st.sampled_from([*INTEGER_BOUNDS, "FP32", "FP64", "BOOL", "BYTES"]))
+    rows = draw(st.integers(1, 6))
+    width = draw(st.sampled_from([1, 2, 3, 5]))
+    size = rows * width
+    if datatype in INTEGER_BOUNDS:
+        low, high = INTEGER_BOUNDS[datatype]
+        values: list[Any] = draw(st.lists(st.integers(low, high), min_size=size, max_size=size))
+    elif datatype == "FP32":
+        # Values a float32 holds exactly, so JSON and the raw bytes say the same number.
+        values = [
+            float(v) / 8
+            for v in draw(st.lists(st.integers(-800, 800), min_size=size, max_size=size))
+        ]
+    elif datatype == "FP64":
+        finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+        values = draw(st.lists(finite, min_size=size, max_size=size))
+    elif datatype == "BOOL":
+        values = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    else:
+        text = st.text(st.characters(codec="utf-8"), max_size=8)
+        values = draw(st.lists(text, min_size=size, max_size=size))
+    return datatype, values, [rows, width] if width > 1 or draw(st.booleans()) else [rows]
+
+
+@given(_tensors(), st.sampled_from(["contents", "raw"]))
+@settings(max_examples=300, deadline=None)
+def test_protobuf_tensors_read_exactly_as_their_v2_json(
+    tensor: tuple[str, list[Any], list[int]], layout: str
+) -> None:
+    datatype, values, shape = tensor
+    wire = [v.encode() for v in values] if datatype == "BYTES" else values
+    proto = _decode(_response(datatype, wire, shape, layout).SerializeToString())
+    body = {"outputs": [{"name": "p", "datatype": datatype, "shape": shape, "data": values}]}
+    json = _decode(orjson.dumps(body))
+    if isinstance(json, Event):
+        assert isinstance(proto, Event), proto
+        assert proto.classes == json.classes
+    else:
+        assert isinstance(proto, DecodeError)
+        assert isinstance(json, DecodeError)
+        assert proto.code == json.code
