@@ -293,7 +293,7 @@ def test_declared_experiments_make_their_members_predictors_of_one_deployment() 
         "prod", "iris-exp", "iris2", "iris2"
     )
     assert _event(value, HEADERS, experiments=experiments).key == ModelKey(
-        "prod", "iris-exp", "iris", "iris"
+        "prod", "iris-exp", "default", "iris"
     )
     mirrored = [*HEADERS, ("pipeline", b"p2")]
     shadow = _event(value, mirrored, "seldon.prod.model.m2.outputs", experiments=experiments)
@@ -304,7 +304,7 @@ def test_declared_experiments_make_their_members_predictors_of_one_deployment() 
         "seldon.prod.model.m1.outputs",
         experiments=experiments,
     )
-    assert default.key == ModelKey("prod", "pipes", "p1", "m1")
+    assert default.key == ModelKey("prod", "pipes", "default", "m1")
     assert default.puid == shadow.puid
 
 

@@ -60,7 +60,8 @@ def _config(seed: int) -> GeneratorConfig:
 def _core2_key(key: ModelKey, experiments: set[str]) -> ModelKey:
     model = core2_model(key)
     if key.deployment in experiments:
-        return ModelKey(key.namespace, key.deployment, model, model)
+        predictor = "default" if key.predictor == "default" else model
+        return ModelKey(key.namespace, key.deployment, predictor, model)
     return ModelKey(key.namespace, "", "", model)
 
 
@@ -138,7 +139,7 @@ def test_replay_command_reads_core2_records_and_counts_model_errors(tmp_path: Pa
         {
             "namespace": "seldon",
             "deployment": "iris",
-            "predictor": "iris-default",
+            "predictor": "default",
             "model": "iris-default",
             "errors": 3,
         }
@@ -185,7 +186,7 @@ def test_the_docs_example_file_is_what_the_documented_command_writes(tmp_path: P
     document = orjson.loads(done.stdout)
     assert document["events"]["invalid"] == 0
     assert [(m["deployment"], m["predictor"]) for m in document["models"]] == [
-        ("iris", "iris-default"),
+        ("iris", "default"),
         ("iris", "iris-shadow"),
     ]
     assert all(m["windows"]["total"]["outcomes"] > 0 for m in document["models"])

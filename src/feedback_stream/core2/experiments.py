@@ -16,9 +16,10 @@ their own model topics, under the mirror pipeline's ``pipeline`` header.
 Nothing in a record names the experiment, so experiments to compare are
 declared (``--seldon-experiments``): ``NAME=DEFAULT:OTHER[:OTHER...]`` with
 models or pipelines as members. A record of a member is labelled
-``deployment=NAME``, ``predictor=<member>``, so that the members of one
+``deployment=NAME`` and ``predictor=default`` for the default,
+``predictor=<member>`` for the others, so that the members of one
 experiment are predictors of one deployment, as a v1 SeldonDeployment's
-default and shadow are.
+default and shadow are, and the default is the baseline of comparisons.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Experiment", "Experiments", "routed_model"]
+__all__ = ["DEFAULT_PREDICTOR", "Experiment", "Experiments", "routed_model"]
+
+DEFAULT_PREDICTOR: Final = "default"
+"""The predictor label of an experiment's default member (Seldon v1's default predictor)."""
 
 _VERSION: Final = re.compile(r"_[0-9]+$")
 _PIPELINE_SUFFIX: Final = ".pipeline"
@@ -99,12 +103,16 @@ class Experiments:
         return cls(Experiment.parse(text) for text in texts)
 
     def find(self, *candidates: str) -> tuple[str, str] | None:
-        """(experiment, member) of the first candidate that is a member, if any."""
+        """(experiment, predictor label) of the first candidate that is a member, if any.
+
+        The label is ``default`` for the experiment's default, else the member's name.
+        """
         for candidate in candidates:
             if candidate:
                 experiment = self._by_member.get(candidate)
                 if experiment is not None:
-                    return experiment.name, candidate
+                    default = candidate == experiment.members[0]
+                    return experiment.name, DEFAULT_PREDICTOR if default else candidate
         return None
 
     @property

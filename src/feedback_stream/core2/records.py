@@ -32,7 +32,8 @@ Read from each record, as Core 2's model gateway writes them:
   answered (the topic's model, or the one the ``x-seldon-route`` header
   names, see :mod:`feedback_stream.core2.experiments`); ``deployment``: the
   pipeline (a pipeline topic's, or the ``pipeline`` header of a step's
-  record), or the declared experiment; ``predictor``: the experiment member.
+  record), or the declared experiment; ``predictor``: ``default`` for an
+  experiment's default, else the member's name.
 
 Nothing raises: a record that cannot be read becomes a
 :class:`~feedback_stream.decode.DecodeError` with a code and a reason.
