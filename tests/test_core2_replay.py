@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import math
+import random
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +14,13 @@ from typing import Any
 
 import orjson
 import pytest
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from feedback_stream.core2 import Core2Decoder, Experiments
 from feedback_stream.core2.convert import core2_model, experiments_for, to_core2
+from feedback_stream.core2.grpc_predict_v2_pb2 import ModelInferResponse
 from feedback_stream.core2.replaying import Core2Replay
+from feedback_stream.core2.tensors import RAW_FORMAT
 from feedback_stream.decode import decode_http
 from feedback_stream.engine import Engine
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
@@ -25,6 +31,7 @@ from feedback_stream.generator import (
     generate_records,
     intended_outcomes,
 )
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.replay import replay
 from tests._processor import assert_window_matches, oracle
 
@@ -223,3 +230,55 @@ def test_the_docs_feedback_examples_are_read_as_feedback() -> None:
         "cq2v7e0s3b1d8n4tq2a0",
         1.0,
     )
+
+
+def test_a_core2_binary_model_s_scores_give_sklearn_s_roc_auc_log_loss_and_brier() -> None:
+    rng = random.Random(8)
+    lines = []
+    scores: list[float] = []
+    truths: list[int] = []
+    for i in range(120):
+        datatype = ("FP32", "FP64", "FP16")[i % 3]
+        score = round(rng.random(), 3)
+        raw = struct.pack(f"<{RAW_FORMAT[datatype]}", score)
+        scores.append(struct.unpack(f"<{RAW_FORMAT[datatype]}", raw)[0])
+        truths.append(1 if rng.random() < score else 0)
+        tensor = ModelInferResponse.InferOutputTensor(name="p", datatype=datatype, shape=[1, 1])
+        response = ModelInferResponse(outputs=[tensor], raw_output_contents=[raw])
+        lines.append(
+            orjson.dumps(
+                {
+                    "topic": "seldon.prod.model.fraud.outputs",
+                    "partition": 0,
+                    "offset": i,
+                    "timestamp": 1_000 + i,
+                    "key": f"0.fraud-pipe.r{i}",
+                    "headers": {"x-request-id": f"r{i}", "pipeline": "fraud-pipe"},
+                    "value_base64": base64.b64encode(response.SerializeToString()).decode(),
+                }
+            )
+        )
+        lines.append(
+            orjson.dumps(
+                {
+                    "topic": "feedback-stream.feedback",
+                    "partition": 0,
+                    "offset": i,
+                    "timestamp": 5_000 + i,
+                    "key": f"r{i}",
+                    "headers": {},
+                    "value": {"truth": {"data": {"ndarray": [[truths[-1]]]}}},
+                }
+            )
+        )
+    kinds = ModelKinds.parse({"model": [{"model": "fraud", "kind": "binary"}]})
+    engine = Engine(["total"], kinds=kinds)
+    result = replay(lines, engine, decoder=Core2Replay(Core2Decoder()))
+    assert result.errors == []
+    (model,) = engine.report(result.clock)["models"]
+    assert (model["deployment"], model["model"]) == ("fraud-pipe", "fraud")
+    binary = model["windows"]["total"]["binary"]
+    assert binary["scored"] == 120
+    assert math.isclose(binary["roc_auc"], roc_auc_score(truths, scores), abs_tol=1e-12)
+    assert math.isclose(binary["log_loss"], log_loss(truths, scores), abs_tol=1e-12)
+    assert math.isclose(binary["brier"], brier_score_loss(truths, scores), abs_tol=1e-12)
