@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,6 +226,7 @@ class RefOutcome:
     time: float
     stamp: int
     live: bool = True
+    conflict: bool = False
 
 
 @dataclass
@@ -232,8 +234,9 @@ class _RefEntry:
     deadline: float
     seen: set[tuple[str, ...]] = field(default_factory=set)
     events: list[tuple[int, Meaning]] = field(default_factory=list)
-    applied: dict[ModelKey, tuple[int, float, list[RefOutcome]]] = field(default_factory=dict)
-    winners: set[int] = field(default_factory=set)
+    applied: dict[ModelKey, tuple[int, float, tuple[str, ...], list[RefOutcome]]] = field(
+        default_factory=dict
+    )
     labelled: set[ModelKey] = field(default_factory=set)
     mismatched: set[tuple[ModelKey, int]] = field(default_factory=set)
 
@@ -256,6 +259,12 @@ class Reference:
         return [o for o in self.outcomes if o.live]
 
 
+def rank(identity: tuple[str, ...]) -> int:
+    """The stable tie-break of an event: a 64-bit hash of its identity (crc32, adler32)."""
+    raw = "\x1f".join(identity).encode("utf-8", "surrogatepass")
+    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
+
+
 def _matches(fkey: ModelKey, key: ModelKey) -> bool:
     return (not fkey.predictor or fkey.predictor == key.predictor) and (
         not fkey.model or fkey.model == key.model
@@ -276,7 +285,14 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
             responses = _first_responses(e)
             ref.expired["response"] += sum(1 for k in responses if k not in e.labelled)
             ref.expired["feedback"] += sum(
-                1 for n, m in e.events if m.kind == "feedback" and n not in e.winners
+                1
+                for _, m in e.events
+                if m.kind == "feedback"
+                and not any(
+                    _matches(m.key, k)
+                    and (m.classes is None or len(m.classes) == len(r.classes or ()))
+                    for k, r in responses.items()
+                )
             )
 
     for arrival, meaning in enumerate(stream.meanings):
@@ -309,10 +325,14 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
                         entry.mismatched.add((key, n))
                         ref.invalid += 1
                     continue
-                compatible.append((f.time, n, f))
+                compatible.append((f.time, rank(f.identity), n, f))
             if not compatible:
+                old_pair = entry.applied.pop(key, None)
+                if old_pair is not None:
+                    for o in old_pair[3]:
+                        o.live = False
                 continue
-            _, best_n, best = max(compatible, key=lambda c: (c[0], c[1]))
+            _, _, best_n, best = max(compatible, key=lambda c: (c[0], c[1]))
             same = [m.time for m in requests if m.key == key]
             request_time = min(same) if same else min((m.time for m in requests), default=None)
             if basis == "feedback":
@@ -323,10 +343,15 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
             if truth_classes is not None and not best.named and response.named:
                 truth_classes = tuple(CLASSES[int(c)] if c.isdigit() else c for c in truth_classes)
             old = entry.applied.get(key)
-            if old is not None and old[0] == best_n and old[1] == time:
+            if (
+                old is not None
+                and old[0] == best_n
+                and old[1] == time
+                and old[2] == response.identity
+            ):
                 continue
             if old is not None:
-                for o in old[2]:
+                for o in old[3]:
                     o.live = False
                 if old[0] != best_n:
                     amended = True
@@ -347,28 +372,34 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
                     )
                 )
                 stamp += 1
+            if truth_classes is not None and best.reward is not None:
+                right = truth_classes == response.classes
+                new[0].conflict = (best.reward == 1.0 and not right) or (
+                    best.reward == 0.0 and right
+                )
             ref.outcomes.extend(new)
-            entry.applied[key] = (best_n, time, new)
-            changed = old is None or old[0] != best_n
-            if changed and truth_classes is not None and best.reward is not None:
-                right = all(t == p for t, p in zip(truth_classes, response.classes, strict=True))
-                if (best.reward == 1.0 and not right) or (best.reward == 0.0 and right):
-                    ref.conflicts[key] = ref.conflicts.get(key, 0) + 1
+            entry.applied[key] = (best_n, time, response.identity, new)
             if key not in entry.labelled:
                 entry.labelled.add(key)
                 ref.labelled[key] = ref.labelled.get(key, 0) + 1
-            entry.winners.add(best_n)
         if amended:
             ref.amended += 1
     expire(ref.clock)
     ref.pending = len(entries)
+    for o in ref.live():
+        if o.conflict:
+            ref.conflicts[o.key] = ref.conflicts.get(o.key, 0) + 1
     return ref
 
 
 def _first_responses(entry: _RefEntry) -> dict[ModelKey, Meaning]:
+    """Per model, the response with the earliest event time, then the smallest rank."""
     first: dict[ModelKey, Meaning] = {}
     for _, m in entry.events:
-        if m.kind == "response" and m.key not in first:
+        if m.kind != "response":
+            continue
+        held = first.get(m.key)
+        if held is None or (m.time, rank(m.identity)) < (held.time, rank(held.identity)):
             first[m.key] = m
     return first
 
@@ -461,3 +492,18 @@ def assert_close(actual: Any, expected: Any, path: str = "") -> None:
         assert abs(actual - expected) <= 1e-12, (path, actual, expected)
     else:
         assert actual == expected, (path, actual, expected)
+
+
+_HISTORY_COUNTERS = ("outcomes_applied", "outcomes_retracted")
+
+
+def order_free(report: dict[str, Any]) -> dict[str, Any]:
+    """A report less the counters of revisions (amendments and the outcomes they
+    retracted and re-applied), which count how often a reader changed its mind
+    and so follow the read order by definition; everything else must not."""
+    document = orjson.loads(orjson.dumps(report))
+    document["events"].pop("amended")
+    for model in document["models"]:
+        for name in _HISTORY_COUNTERS:
+            model["counters"].pop(name)
+    return dict(document)

@@ -199,14 +199,14 @@ MALFORMED: list[tuple[dict[str, str], Any, str, str]] = [
         "ndarray[0][0]",
     ),
     (
-        {"type": "io.seldon.serving.inference.response", "requestid": "p"},
-        {"data": {"strData": "hello"}},
+        {"type": "io.seldon.serving.feedback", "requestid": "p"},
+        {"truth": {"data": {"strData": "hello"}}},
         "not_classifiable",
         "strData",
     ),
     (
-        {"type": "io.seldon.serving.inference.response", "requestid": "p"},
-        {"jsonData": {"a": 1}},
+        {"type": "io.seldon.serving.feedback", "requestid": "p"},
+        {"truth": {"jsonData": {"a": 1}}},
         "not_classifiable",
         "jsonData",
     ),

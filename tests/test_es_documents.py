@@ -17,6 +17,7 @@ from feedback_stream.es import (
     parse_es_time,
 )
 from feedback_stream.events import EventKind, ModelKey, SourcePosition
+from feedback_stream.outcomes import UNCLASSIFIED
 from tests._request_logger import build_index_name, upserts
 
 FIXTURES = json.loads(
@@ -108,14 +109,12 @@ def test_v2_response_is_read_from_its_outputs() -> None:
     assert doc.events[1].classes == ("1",)
 
 
-def test_text_payload_is_a_counted_error_not_a_crash() -> None:
+def test_text_payload_is_a_response_whose_class_is_unknown() -> None:
     doc = convert("str_data")
-    assert doc.events == ()
-    (error,) = doc.errors
-    assert isinstance(error, DecodeError)
-    assert error.code == "not_classifiable"
-    assert error.puid == "3e9d-text"
-    assert error.event_type == "io.seldon.serving.inference.response"
+    assert doc.errors == ()
+    (response,) = doc.events
+    assert response.puid == "3e9d-text"
+    assert response.classes == (UNCLASSIFIED,)
 
 
 def test_missing_ce_time_falls_back_to_the_timestamp() -> None:

@@ -279,20 +279,20 @@ def test_every_record_decodes_to_the_intended_events(
     without = list(generate_records(dataclasses.replace(cfg, duplicate_share=0.0)))
     assert len({e.identity for e in events}) == len(without) < len(events)
     predicted: dict[tuple[ModelKey, str], tuple[str, ...] | None] = {}
-    last_feedback: dict[tuple[ModelKey, str], Event] = {}
+    last_feedback: dict[tuple[str, str], Event] = {}
     for r, e in zip(rs, events, strict=True):
         assert e.time * 1000 == pytest.approx(r["timestamp"])
         if e.kind is EventKind.RESPONSE:
             predicted[(e.key, e.puid)] = e.classes
         elif e.kind is EventKind.FEEDBACK:
-            last_feedback[(e.key, e.puid)] = e
+            last_feedback[(e.key.predictor, e.puid)] = e
     intended = intended_outcomes(cfg)
     assert intended
     for o in intended:
         classes_ = predicted[(o.key, o.puid)]
         assert classes_ is not None
         assert classes_[o.row] == o.predicted
-        fb = last_feedback[(o.key, o.puid)]
+        fb = last_feedback[(o.key.predictor, o.puid)]
         assert fb.time == o.time
         if fb.classes is not None:
             assert fb.classes[o.row] == o.truth

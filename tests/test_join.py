@@ -80,12 +80,20 @@ def test_latest_feedback_time_wins_and_a_late_older_one_changes_nothing() -> Non
     assert summary(older) == {"status": "accepted", "retracted": [], "applied": []}
 
 
-def test_equal_times_tie_break_by_arrival() -> None:
-    store = JoinStore()
-    store.add(response("p", 1.0, ("x",)))
-    store.add(feedback("p", 5.0, truth=("x",)))
-    tie = store.add(feedback("p", 5.0, truth=("z",)))
-    assert summary(tie)["applied"] == [("a", 0, "z", False)]
+def test_equal_times_tie_break_by_identity_whatever_the_order() -> None:
+    winners = set()
+    for order in ((0, 1), (1, 0)):
+        store = JoinStore()
+        store.add(response("p", 1.0, ("x",)))
+        tied = [
+            feedback("p", 5.0, truth=("x",), ident="one"),
+            feedback("p", 5.0, truth=("z",), ident="two"),
+        ]
+        for index in order:
+            store.add(tied[index])
+        winners.add(tuple(o.truth for o in store.held_outcomes()))
+    expected = "z" if identity_hash(("fb", "two")) > identity_hash(("fb", "one")) else "x"
+    assert winners == {(expected,)}
 
 
 def test_feedback_naming_a_model_joins_only_that_response() -> None:
@@ -127,12 +135,25 @@ def test_a_mismatched_amendment_leaves_the_valid_outcome() -> None:
     assert [e.code for e in result.errors] == ["row_mismatch"]
 
 
-def test_first_response_per_model_wins() -> None:
+def test_earliest_response_per_model_wins_in_either_order() -> None:
+    late = Event(EventKind.RESPONSE, "p", A, 1.0, ("resp", "late"), classes=("x",))
+    early = Event(EventKind.RESPONSE, "p", A, 0.5, ("resp", "early"), classes=("y",))
+    for first, second in ((late, early), (early, late)):
+        store = JoinStore()
+        store.add(feedback("p", 2.0, reward=1.0))
+        counted = store.add(first).responses + store.add(second).responses
+        assert counted == [A]  # a retry of the same puid is not a second response
+        assert [o.predicted for o in store.held_outcomes()] == ["y"]
+
+
+def test_a_retry_arriving_after_the_feedback_replaces_the_outcome() -> None:
     store = JoinStore()
     store.add(response("p", 1.0, ("x",)))
-    store.add(response("p", 0.5, ("y",)))
-    result = store.add(feedback("p", 2.0, reward=1.0))
-    assert [o.predicted for o in result.applied] == ["x"]
+    store.add(feedback("p", 2.0, reward=1.0))
+    retry = store.add(response("p", 0.5, ("y",)))
+    assert [o.predicted for o in retry.retracted] == ["x"]
+    assert [o.predicted for o in retry.applied] == ["y"]
+    assert retry.labelled == []  # the (puid, model) was labelled already
 
 
 def test_conflict_is_reported_per_pair() -> None:
@@ -223,3 +244,54 @@ def test_a_truth_with_its_own_names_is_taken_as_given() -> None:
         EventKind.FEEDBACK, "p", ANY, 2.0, ("fb", "n"), classes=("2",), names=("0", "1", "2")
     )
     assert [(o.truth, o.correct) for o in store.add(named).applied] == [("2", False)]
+
+
+def test_unscorable_truth_for_a_response_without_classes_is_counted_once() -> None:
+    from feedback_stream.outcomes import UNCLASSIFIED
+
+    store = JoinStore()
+    store.add(response("p", 1.0, (UNCLASSIFIED,)))
+    result = store.add(feedback("p", 2.0, truth=("x",), reward=1.0))
+    assert [e.code for e in result.errors] == ["unscorable"]
+    assert [(o.truth, o.correct, o.reward) for o in result.applied] == [(None, True, 1.0)]
+    again = store.add(feedback("p", 3.0, reward=0.0))
+    assert again.errors == []
+    assert [(o.truth, o.correct) for o in again.applied] == [(None, False)]
+
+
+def _client_feedback(puid: str, time: float, embedded: str, ident: str) -> Event:
+    return Event(
+        EventKind.FEEDBACK,
+        puid,
+        A,
+        time,
+        ("fb", ident),
+        classes=("x",),
+        reward=None,
+        embedded=(embedded,),
+    )
+
+
+def test_embedded_prediction_is_used_until_a_logged_response_comes() -> None:
+    store = JoinStore()
+    first = store.add(_client_feedback("p", 2.0, "x", "f1"))
+    assert [(o.predicted, o.correct) for o in first.applied] == [("x", True)]
+    assert first.labelled == []
+    assert first.responses == []
+    logged = store.add(response("p", 1.0, ("y",)))
+    assert [o.predicted for o in logged.retracted] == ["x"]
+    assert [(o.predicted, o.correct) for o in logged.applied] == [("y", False)]
+    assert logged.responses == [A]
+    assert logged.labelled == [(A, 1.0)]
+    assert len(list(store.held_outcomes())) == 1  # never counted twice
+
+
+def test_earliest_embedded_prediction_wins_in_either_order() -> None:
+    held = set()
+    for order in ((0, 1), (1, 0)):
+        store = JoinStore()
+        events = [_client_feedback("p", 2.0, "x", "f1"), _client_feedback("p", 1.0, "y", "f2")]
+        for index in order:
+            store.add(events[index])
+        held.add(tuple((o.predicted, o.truth) for o in store.held_outcomes()))
+    assert held == {(("y", "x"),)}

@@ -47,7 +47,8 @@ def test_restore_with_different_windows_keeps_the_common_ones() -> None:
         (b"{}", "not a feedback-stream"),
         (b'{"format": "feedback-stream/partition-state", "version": 99}', "version 99"),
         (b'{"format": "feedback-stream/partition-state", "version": 1}', "version 1"),
-        (b'{"format": "feedback-stream/partition-state", "version": 2}', "corrupt"),
+        (b'{"format": "feedback-stream/partition-state", "version": 2}', "version 2"),
+        (b'{"format": "feedback-stream/partition-state", "version": 3}', "corrupt"),
     ],
 )
 def test_bad_snapshots_are_refused(data: bytes, message: str) -> None:

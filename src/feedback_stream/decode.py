@@ -35,6 +35,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition, new_event
+from feedback_stream.outcomes import UNCLASSIFIED
+from feedback_stream.payload import (
+    embedded_prediction,
+    holds_no_classes,
+    inflate,
+    read_reward,
+    v2_response_names,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -53,10 +61,16 @@ EVENT_TYPES: Final[Mapping[str, EventKind]] = {
     "io.seldon.serving.feedback": EventKind.FEEDBACK,
     "org.kubeflow.serving.inference.request": EventKind.REQUEST,
     "org.kubeflow.serving.inference.response": EventKind.RESPONSE,
+    "org.kubeflow.serving.feedback": EventKind.FEEDBACK,
 }
 """CloudEvent types we read, Seldon's and KServe's, and what each one is."""
 
 _KSERVE_PREFIX: Final = "org.kubeflow."
+_FEEDBACK_TYPES: Final = frozenset(
+    t for t, kind in EVENT_TYPES.items() if kind is EventKind.FEEDBACK
+)
+"""A feedback's model filter is its ``modelid`` only: a KServe ``component`` names the
+part of a service that logged a prediction, which a V2 body may rename."""
 _STRUCTURED: Final = "application/cloudevents"
 _NUMBER_TYPES: Final = (int, float, bool)
 
@@ -405,6 +419,9 @@ def _envelope(envelope: dict[str, Any]) -> tuple[dict[str, str], Any, str | None
     ce_id = envelope.get("id")
     if ce_id is not None:
         attrs["id"] = ce_id
+    source = envelope.get("source")
+    if source is not None:
+        attrs["source"] = source
     content_type = envelope.get("datacontenttype")
     if content_type is not None:
         attrs["datacontenttype"] = content_type
@@ -427,6 +444,8 @@ def _validated_envelope(envelope: dict[str, Any]) -> tuple[dict[str, str], Any, 
     attrs: dict[str, str] = {"specversion": event.specversion, "type": event.type}
     if event.id is not None:
         attrs["id"] = event.id
+    if event.source is not None:
+        attrs["source"] = event.source
     if event.datacontenttype is not None:
         attrs["datacontenttype"] = event.datacontenttype
     for name, extra in (event.model_extra or {}).items():
@@ -448,6 +467,7 @@ class _AttributeNames:
 
     type: str
     id: str
+    source: str
     requestid: str
     namespace: str
     deployment: str
@@ -463,6 +483,7 @@ class _AttributeNames:
                 for name in (
                     "type",
                     "id",
+                    "source",
                     "requestid",
                     "namespace",
                     "inferenceservicename",
@@ -495,27 +516,33 @@ def _event_from(
     of a record's cost.
     """
     get = attrs.get
+    model = get(names.model)
+    ce_type = get(names.type)
+    component = get(names.component) if ce_type not in _FEEDBACK_TYPES else None
     return _event(
-        get(names.type),
+        ce_type,
         get(names.id),
+        get(names.source),
         get(names.requestid),
         request_id,
         _model_key(
             get(names.namespace, ""),
             get(names.deployment, ""),
             get(names.predictor, ""),
-            get(names.model) or get(names.component) or "",
+            model or component or "",
         ),
         content_type,
         data,
         time,
         position,
+        not model,
     )
 
 
 def _event(
     ce_type: str | None,
     ce_id: str | None,
+    ce_source: str | None,
     requestid: str | None,
     request_id: str | None,
     key: ModelKey,
@@ -523,6 +550,7 @@ def _event(
     data: Any,
     time: float,
     position: SourcePosition,
+    model_unnamed: bool,
 ) -> Event:
     if not ce_type:
         raise _Invalid(
@@ -549,7 +577,9 @@ def _event(
         )
     identity: tuple[str, ...]
     if ce_id is not None:
-        identity = (ce_type, ce_id)
+        # CloudEvents identity is (source, id): a broker fanning one event out to two
+        # services makes both log the same id from different sources.
+        identity = (ce_type, ce_source, ce_id) if ce_source else (ce_type, ce_id)
     else:
         identity = ("@", position.topic, str(position.partition), str(position.offset))
     if content_type is not None and _is_binary_content(content_type):
@@ -563,21 +593,67 @@ def _event(
             return new_event(kind, puid, key, time, identity, None, None, position, None)
         payload = _parse_json(data, _PAYLOAD[kind])
         if kind is EventKind.RESPONSE:
-            classes, rows = read_rows(payload, "response")
-            names = _given_names(payload)
-            if names is not None:
-                for predicted in classes:
-                    if predicted not in names:
-                        names = None  # the names label columns of scalar rows, not classes
-                        break
-            return new_event(kind, puid, key, time, identity, classes, None, position, names, rows)
+            classes, names, rows = _response_classes(payload, "response")
+            alias = None
+            if ce_type.startswith(_KSERVE_PREFIX):
+                model_name, body_id = v2_response_names(payload)
+                if model_name is not None and model_unnamed:
+                    # KServe's agent names only the component: the body names the model.
+                    key = _model_key(key.namespace, key.deployment, key.predictor, model_name)
+                if body_id != puid:
+                    alias = body_id
+            return new_event(
+                kind, puid, key, time, identity, classes, None, position, names, rows, alias
+            )
         truth, reward, truth_names = _read_feedback(payload)
-        return new_event(kind, puid, key, time, identity, truth, reward, position, truth_names)
+        embedded, embedded_names = None, None
+        message, named_puid = embedded_prediction(payload)
+        if message is not None:
+            embedded, embedded_names, _ = _response_classes(message, "feedback.response")
+        if named_puid is not None:
+            # The embedded response names the original request; the logger's own id may be new.
+            puid = named_puid
+        return new_event(
+            kind,
+            puid,
+            key,
+            time,
+            identity,
+            truth,
+            reward,
+            position,
+            truth_names,
+            None,
+            None,
+            embedded,
+            embedded_names,
+        )
     except _Invalid as exc:
         exc.reason = f"{ce_type} {puid}: {exc.reason}"
         raise
 
 
+def _response_classes(
+    payload: Any, what: str
+) -> tuple[tuple[str, ...], tuple[str, ...] | None, list[Any] | None]:
+    """The classes of a response message, the names they were read in, and its rows.
+
+    A Seldon ``jsonData`` / ``strData`` / ``binData`` response is one row
+    whose class is unknown (:data:`~feedback_stream.outcomes.UNCLASSIFIED`),
+    without rows to read scores from.
+    """
+    if holds_no_classes(payload):
+        return _UNCLASSIFIED_ROW, None, None
+    classes, rows = read_rows(payload, what)
+    names = _given_names(payload)
+    if names is not None:
+        for predicted in classes:
+            if predicted not in names:
+                return classes, None, rows  # the names label columns of scalar rows, not classes
+    return classes, names, rows
+
+
+_UNCLASSIFIED_ROW: Final = (UNCLASSIFIED,)
 _PAYLOAD: Final = {kind: f"the {kind.value} payload" for kind in EventKind}
 _BINARY_CONTENT: dict[str, bool] = {}
 
@@ -615,6 +691,12 @@ def _parse_json(data: Any, what: str) -> Any:
     if isinstance(data, bytes | bytearray | memoryview | str):
         if len(data) == 0:
             raise _Invalid("empty_value", f"{what} is empty")
+        if data[:2] == b"\x1f\x8b" and not isinstance(data, str):
+            # gzip whatever the headers say (KServe's agent logs compressed bodies unlabelled).
+            try:
+                data = inflate(bytes(data))
+            except ValueError as exc:
+                raise _Invalid("bad_json", f"{what} is gzip that cannot be read: {exc}") from None
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -664,19 +746,10 @@ def _read_feedback(
             "bad_payload",
             f"feedback must be a JSON object with 'reward' and/or 'truth', got {_kind(payload)}",
         )
-    reward_value = payload.get("reward")
-    reward: float | None
-    if reward_value is None:
-        reward = None
-    elif isinstance(reward_value, bool):
-        reward = 1.0 if reward_value else 0.0
-    elif isinstance(reward_value, int | float) and math.isfinite(reward_value):
-        reward = float(reward_value)
-    else:
-        raise _Invalid(
-            "bad_reward",
-            f"feedback.reward must be a number or a boolean, got {_kind(reward_value)}",
-        )
+    try:
+        reward = read_reward(payload.get("reward"))
+    except ValueError as exc:
+        raise _Invalid("bad_reward", str(exc)) from None
     truth = payload.get("truth")
     if truth is None:
         return None, reward, None

@@ -87,6 +87,13 @@ class Event:
     of numbers (the parsed payload itself, not a copy: never mutate it).
     :mod:`feedback_stream.model_kinds` reads scores from them; ``None`` for
     requests and feedback.
+    ``alias`` is a second join key of a response: the id a KServe V2 body
+    gives the prediction when it differs from the logger's (the id the
+    client saw), so that feedback naming either joins. ``embedded`` is, for
+    a feedback that carries its own prediction (Seldon's client
+    ``feedback(request, response, reward, truth)``), the predicted class of
+    each row of that embedded response, with ``embedded_names`` its names;
+    the join uses it only when no logged response of the puid matches.
     """
 
     kind: EventKind
@@ -99,6 +106,9 @@ class Event:
     position: SourcePosition | None = None
     names: tuple[str, ...] | None = None
     values: list[Any] | None = None
+    alias: str | None = None
+    embedded: tuple[str, ...] | None = None
+    embedded_names: tuple[str, ...] | None = None
 
 
 _new_object = object.__new__
@@ -107,6 +117,9 @@ _set_kind, _set_puid, _set_key, _set_time, _set_identity = (
 )
 _set_classes, _set_reward, _set_position, _set_names, _set_values = (
     Event.__dict__[name].__set__ for name in ("classes", "reward", "position", "names", "values")
+)
+_set_alias, _set_embedded, _set_embedded_names = (
+    Event.__dict__[name].__set__ for name in ("alias", "embedded", "embedded_names")
 )
 
 
@@ -121,6 +134,9 @@ def new_event(
     position: SourcePosition | None,
     names: tuple[str, ...] | None,
     values: list[Any] | None = None,
+    alias: str | None = None,
+    embedded: tuple[str, ...] | None = None,
+    embedded_names: tuple[str, ...] | None = None,
 ) -> Event:
     """``Event(...)`` at half the cost, for the decoder's per-record path.
 
@@ -140,4 +156,7 @@ def new_event(
     _set_position(event, position)
     _set_names(event, names)
     _set_values(event, values)
+    _set_alias(event, alias)
+    _set_embedded(event, embedded)
+    _set_embedded_names(event, embedded_names)
     return event

@@ -7,18 +7,27 @@ every feedback's truth classes, reward and time, the outcomes currently
 applied, and the identities of the events seen (as 64-bit hashes, for
 dedupe). Payloads are never kept.
 
-After each event the store recomputes, for every response the event can
-touch, which feedback wins it (EVENTS.md §3 and docs/semantics.md):
+After each event the store recomputes the pairs of the event's puid
+(EVENTS.md §3 and docs/semantics.md). Every rule is a function of the set
+of events, never of the order they were read in, so any interleaving of
+partitions gives the same pairs:
 
+* per model key, the logged response with the earliest event time wins
+  (a client retrying with the same puid); ties go to the smaller identity
+  hash. A feedback carrying its own prediction stands in for a response
+  only when no logged response of the puid matches it;
 * a feedback joins a response if its ``predictor`` / ``model`` filter
   matches (empty = any) and, when it carries a truth, the row counts agree;
-* among those, the latest feedback event time wins, ties by arrival.
+* among those, the latest feedback event time wins, ties to the larger
+  identity hash.
 
 When the winner, or the outcome time, differs from what is applied, the old
 outcomes are reported as retracted and the new ones as applied; the caller
-moves its windows accordingly. Retractions always come with as many
-applications (the rows of a response never change), which count windows
-rely on.
+moves its windows accordingly.
+
+A V2 response whose body ``id`` differs from its puid is also found by that
+id (an alias): feedback waiting under the alias is taken in when the
+response comes.
 
 An entry lives until ``TTL`` after the newest event time seen for its puid;
 :meth:`JoinStore.expire` drops entries past that and counts, per event type,
@@ -39,12 +48,13 @@ from typing import Any, TypeVar
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.model_kinds import ModelKinds
-from feedback_stream.outcomes import Outcome, TimeBasis, is_conflict, pair_outcomes
+from feedback_stream.outcomes import UNCLASSIFIED, Outcome, TimeBasis, is_conflict, pair_outcomes
 from feedback_stream.scores import ModelKind, ResponseScores
 
 __all__ = ["EventStatus", "JoinResult", "JoinStore", "Sequence", "identity_hash"]
 
 DEFAULT_TTL_S = 3600.0
+_FEEDBACK_TYPE = "io.seldon.serving.feedback"
 
 
 class EventStatus(StrEnum):
@@ -97,28 +107,40 @@ class _Response:
     labelled: bool = False
     names: tuple[str, ...] | None = None
     scores: ResponseScores | None = None
+    rank: int = 0
+    logged: bool = True
+
+    def same(self, other: _Response) -> bool:
+        return (
+            self.rank == other.rank
+            and self.time == other.time
+            and self.logged is other.logged
+            and self.classes == other.classes
+        )
 
 
 @dataclass(slots=True, eq=False)
 class _Feedback:
-    predictor: str
-    model: str
+    key: ModelKey
     truth: tuple[str, ...] | None
     reward: float | None
     time: float
-    arrival: int
-    joined: bool = False
+    rank: int
     named: bool = False
+    embedded: tuple[str, ...] | None = None
+    embedded_names: tuple[str, ...] | None = None
 
     def matches(self, key: ModelKey) -> bool:
-        return (not self.predictor or self.predictor == key.predictor) and (
-            not self.model or self.model == key.model
+        own = self.key
+        return (not own.predictor or own.predictor == key.predictor) and (
+            not own.model or own.model == key.model
         )
 
 
 @dataclass(slots=True, eq=False)
 class _Pair:
     feedback: _Feedback
+    response: _Response
     time: float
     outcomes: tuple[Outcome, ...]
 
@@ -132,7 +154,12 @@ class _Entry:
 
     Most puids have one request, one response and one feedback, and most
     pending ones only the first two: not allocating a container for a single
-    item keeps a pending puid to a few hundred bytes.
+    item keeps a pending puid to a few hundred bytes. ``responses`` holds,
+    per model key, only the winning logged response (earliest event time,
+    then smallest identity hash). ``marks`` remembers the (key, feedback
+    rank, what) checks already reported (row mismatch, conflict,
+    unscorable), so each is reported once. ``aliases`` are the other puids
+    (V2 body ids) that lead here.
     """
 
     deadline: float
@@ -141,8 +168,8 @@ class _Entry:
     responses: _Response | list[_Response] | None = None
     feedbacks: _Feedback | list[_Feedback] | None = None
     pairs: dict[ModelKey, _Pair] | None = None
-    mismatched: set[tuple[ModelKey, int]] | None = None
-    joined: bool = False
+    marks: set[tuple[ModelKey, int, str]] | None = None
+    aliases: list[str] | None = None
 
 
 def _items(held: _T | list[_T] | None) -> SequenceOf[_T]:
@@ -197,6 +224,56 @@ def _response(entry: _Entry, key: ModelKey) -> _Response | None:
     return None
 
 
+def _replace(held: _T | list[_T] | None, old: _T, new: _T) -> _T | list[_T]:
+    if isinstance(held, list):
+        held[held.index(old)] = new
+        return held
+    return new
+
+
+def _fits(feedback: _Feedback, response: _Response) -> bool:
+    """Whether a feedback's truth (if any) has the rows of the response."""
+    truth = feedback.truth
+    return (
+        truth is None or response.classes[0] == UNCLASSIFIED or len(truth) == len(response.classes)
+    )
+
+
+def _truth(feedback: _Feedback, response: _Response) -> tuple[str, ...] | None:
+    """The truth to score ``response`` with: in its names, none for one without classes."""
+    truth = feedback.truth
+    if truth is None or response.classes[0] == UNCLASSIFIED:
+        return None
+    if not feedback.named and response.names is not None:
+        return _in_names(truth, response.names)
+    return truth
+
+
+def _effective(entry: _Entry, feedbacks: SequenceOf[_Feedback]) -> dict[ModelKey, _Response]:
+    """The response of each model key that feedback is scored against.
+
+    The logged response of a key; else, for a feedback that carries its own
+    prediction and matches no logged response, that embedded prediction
+    (the earliest by event time, then identity hash, per key).
+    """
+    logged = _items(entry.responses)
+    effective = {r.key: r for r in logged}
+    for feedback in feedbacks:
+        if feedback.embedded is None or any(feedback.matches(r.key) for r in logged):
+            continue
+        current = effective.get(feedback.key)
+        if current is None or (feedback.time, feedback.rank) < (current.time, current.rank):
+            effective[feedback.key] = _Response(
+                feedback.key,
+                feedback.embedded,
+                feedback.time,
+                names=feedback.embedded_names,
+                rank=feedback.rank,
+                logged=False,
+            )
+    return effective
+
+
 class _Deadlines:
     """When each entry may expire, in deadline order: a FIFO, and a heap for the rest.
 
@@ -243,14 +320,17 @@ class _Deadlines:
 class JoinResult:
     """What one event changed.
 
-    ``retracted`` outcomes must leave every window before ``applied`` ones
-    enter. ``labelled`` lists, per response that got its first feedback, its
+    ``responses`` lists the model key of each logged response that is the
+    first of its (puid, model) (a duplicate or a retry of the same puid is
+    not a new response). ``retracted`` outcomes must leave every window
+    before ``applied`` ones enter. ``labelled`` lists, per response that got its first feedback, its
     model key and the label delay (feedback time - response time).
     ``conflicts`` lists the model key of each applied pair whose reward
     contradicts its truth; ``errors`` the invalid pairs (row mismatch).
     """
 
     status: EventStatus
+    responses: list[ModelKey] = field(default_factory=list)
     retracted: list[Outcome] = field(default_factory=list)
     applied: list[Outcome] = field(default_factory=list)
     labelled: list[tuple[ModelKey, float]] = field(default_factory=list)
@@ -284,7 +364,7 @@ class JoinStore:
         self.kinds = kinds if kinds is not None else ModelKinds()
         self._entries: dict[str, _Entry] = {}
         self._deadlines = _Deadlines()
-        self._arrivals = 0
+        self._aliases: dict[str, str] = {}
 
     @property
     def pending(self) -> int:
@@ -293,13 +373,18 @@ class JoinStore:
 
     def add(self, event: Event) -> JoinResult:
         """Take one event; return the outcomes it retracts and applies."""
-        ident = identity_hash(event.identity).to_bytes(8, "little")
-        entry = self._entries.get(event.puid)
+        rank = identity_hash(event.identity)
+        ident = rank.to_bytes(8, "little")
+        puid = event.puid
+        target = self._aliases.get(puid) if self._aliases else None
+        if target is not None:
+            puid = target
+        entry = self._entries.get(puid)
         deadline = event.time + self.ttl
         if entry is None:
             entry = _Entry(deadline, ident)
-            self._entries[event.puid] = entry
-            self._deadlines.push(deadline, event.puid)
+            self._entries[puid] = entry
+            self._deadlines.push(deadline, puid)
         elif _seen(entry.seen, ident):
             return JoinResult(EventStatus.DUPLICATE)
         else:
@@ -309,45 +394,76 @@ class JoinStore:
         result = JoinResult(EventStatus.ACCEPTED)
         kind = event.kind
         if kind is EventKind.RESPONSE:
-            if event.classes is not None and _response(entry, event.key) is None:
-                read = self.kinds.interpret(event)
-                if isinstance(read, DecodeError):
-                    # Not joinable until its kind is known: counted, never read as junk classes.
-                    result.errors.append(read)
-                    return result
-                classes, names, scores = read
-                response = _Response(event.key, classes, event.time, names=names, scores=scores)
+            if event.classes is None:
+                return result
+            if event.alias is not None and event.alias != puid:
+                self._alias(puid, entry, event.alias)
+            key = event.key
+            held = _response(entry, key)
+            if held is not None and (event.time, rank) >= (held.time, held.rank):
+                return result  # a later retry of the same puid: the earliest response stands
+            read = self.kinds.interpret(event)
+            if isinstance(read, DecodeError):
+                # Not joinable until its kind is known: counted, never read as junk classes.
+                result.errors.append(read)
+                return result
+            classes, names, scores = read
+            response = _Response(key, classes, event.time, False, names, scores, rank)
+            if held is None:
                 entry.responses = _append(entry.responses, response)
-                self._rejoin(event.puid, entry, (event.key,), result)
+                result.responses.append(key)
+            else:
+                # A retry under the same puid, earlier than the one held: it replaces it.
+                response.labelled = held.labelled
+                entry.responses = _replace(entry.responses, held, response)
+            if entry.feedbacks is not None:
+                self._settle(puid, entry, result)
         elif kind is EventKind.FEEDBACK:
-            self._arrivals += 1
             feedback = _Feedback(
-                event.key.predictor,
-                event.key.model,
+                event.key,
                 event.classes,
                 event.reward,
                 event.time,
-                self._arrivals,
-                named=event.names is not None,
+                rank,
+                event.names is not None,
+                event.embedded,
+                event.embedded_names,
             )
             entry.feedbacks = _append(entry.feedbacks, feedback)
-            if entry.responses is not None:
-                keys = tuple(r.key for r in _items(entry.responses) if feedback.matches(r.key))
-                self._rejoin(event.puid, entry, keys, result)
+            self._settle(puid, entry, result)
         else:
             entry.requests = _append(entry.requests, (event.key, event.time))
             if self.time_basis is TimeBasis.REQUEST and entry.pairs:
-                pairs = entry.pairs
-                keys = tuple(r.key for r in _items(entry.responses) if r.key in pairs)
-                self._rejoin(event.puid, entry, keys, result)
+                self._settle(puid, entry, result)
         return result
+
+    def _alias(self, puid: str, entry: _Entry, alias: str) -> None:
+        """Lead ``alias`` to ``puid``'s entry, taking in what already waits under it."""
+        if alias in self._aliases:
+            return
+        other = self._entries.get(alias)
+        if other is not None:
+            if other.responses is not None or other.aliases:
+                return  # a prediction of its own, not another name of this one
+            del self._entries[alias]
+            entry.seen += other.seen
+            for request in _items(other.requests):
+                entry.requests = _append(entry.requests, request)
+            for feedback in _items(other.feedbacks):
+                entry.feedbacks = _append(entry.feedbacks, feedback)
+            if other.deadline > entry.deadline:
+                entry.deadline = other.deadline
+        self._aliases[alias] = puid
+        if entry.aliases is None:
+            entry.aliases = []
+        entry.aliases.append(alias)
 
     def expire(self, now: float) -> dict[EventKind, int]:
         """Drop entries whose deadline is before ``now``; count their unjoined parts.
 
         A request counts as expired when no outcome came from its puid, a
-        response when no feedback joined it, a feedback when it joined no
-        response.
+        logged response when no feedback joined it, a feedback when it
+        matched no response (logged or embedded) whose rows it fits.
         """
         expired = {EventKind.REQUEST: 0, EventKind.RESPONSE: 0, EventKind.FEEDBACK: 0}
         deadlines = self._deadlines
@@ -360,11 +476,27 @@ class JoinStore:
                 deadlines.push(entry.deadline, puid)
                 continue
             del self._entries[puid]
-            if not entry.joined:
-                expired[EventKind.REQUEST] += len(_items(entry.requests))
-            expired[EventKind.RESPONSE] += sum(1 for r in _items(entry.responses) if not r.labelled)
-            expired[EventKind.FEEDBACK] += sum(1 for f in _items(entry.feedbacks) if not f.joined)
+            self._count_unjoined(entry, expired)
         return expired
+
+    def _count_unjoined(self, entry: _Entry, counts: dict[EventKind, int]) -> None:
+        """Count the parts of a dropped entry that never joined; forget its aliases.
+
+        Requests when no pair stands for the puid, logged responses never
+        labelled, feedbacks matching no response (logged or embedded) whose
+        rows they fit: all read from the final state, whatever the order.
+        """
+        for alias in entry.aliases or ():
+            self._aliases.pop(alias, None)
+        if not entry.pairs:
+            counts[EventKind.REQUEST] += len(_items(entry.requests))
+        counts[EventKind.RESPONSE] += sum(1 for r in _items(entry.responses) if not r.labelled)
+        feedbacks = _items(entry.feedbacks)
+        if feedbacks:
+            responses = _effective(entry, feedbacks).values()
+            counts[EventKind.FEEDBACK] += sum(
+                1 for f in feedbacks if not any(f.matches(r.key) and _fits(f, r) for r in responses)
+            )
 
     def evict_oldest(self, count: int) -> dict[EventKind, int]:
         """Drop the ``count`` entries nearest their deadline, whatever the clock says.
@@ -385,10 +517,7 @@ class JoinStore:
                 continue
             del self._entries[puid]
             count -= 1
-            if not entry.joined:
-                evicted[EventKind.REQUEST] += len(_items(entry.requests))
-            evicted[EventKind.RESPONSE] += sum(1 for r in _items(entry.responses) if not r.labelled)
-            evicted[EventKind.FEEDBACK] += sum(1 for f in _items(entry.feedbacks) if not f.joined)
+            self._count_unjoined(entry, evicted)
         return evicted
 
     def _request_time(self, entry: _Entry, key: ModelKey) -> float | None:
@@ -401,45 +530,50 @@ class JoinStore:
         same = [t for k, t in requests if k is key or k == key]
         return min(same) if same else min(t for _, t in requests)
 
-    def _rejoin(
-        self, puid: str, entry: _Entry, keys: tuple[ModelKey, ...], result: JoinResult
-    ) -> None:
+    def _settle(self, puid: str, entry: _Entry, result: JoinResult) -> None:
+        """Recompute every pair of ``entry`` from its parts; report what changed.
+
+        Each rule is a function of the set of parts, never of their order:
+        per model, the logged response (else the earliest embedded one) and
+        the compatible feedback with the latest event time, ties to the
+        larger identity hash.
+        """
         feedbacks = _items(entry.feedbacks)
         if not feedbacks:
             return
-        for key in keys:
-            response = _response(entry, key)
-            if response is None:
-                continue
+        effective = _effective(entry, feedbacks)
+        pairs = entry.pairs
+        if pairs:
+            for gone in [k for k in pairs if k not in effective]:
+                result.retracted.extend(pairs.pop(gone).outcomes)
+        for key, response in effective.items():
             best: _Feedback | None = None
             for feedback in feedbacks:
                 if not feedback.matches(key):
                     continue
-                if feedback.truth is not None and len(feedback.truth) != len(response.classes):
-                    self._mismatch(puid, entry, response, feedback, result)
+                if not self._check(puid, entry, response, feedback, result):
                     continue
-                if best is None or (feedback.time, feedback.arrival) > (best.time, best.arrival):
+                if best is None or (feedback.time, feedback.rank) > (best.time, best.rank):
                     best = feedback
             if best is None:
+                if pairs and key in pairs:
+                    result.retracted.extend(pairs.pop(key).outcomes)
                 continue
             request_time = self._request_time(entry, key)
             if self.time_basis is TimeBasis.FEEDBACK:
                 time = best.time
             else:
                 time = request_time if request_time is not None else response.time
-            if entry.pairs is None:
-                entry.pairs = {}
-            old = entry.pairs.get(key)
+            if pairs is None:
+                pairs = entry.pairs = {}
+            old = pairs.get(key)
             if old is not None:
-                if old.feedback is best and old.time == time:
+                if old.feedback is best and old.time == time and old.response.same(response):
                     continue
                 result.retracted.extend(old.outcomes)
                 if old.feedback is not best:
                     result.status = EventStatus.AMENDED
-            rows = len(response.classes)
-            truth = best.truth
-            if truth is not None and not best.named and response.names is not None:
-                truth = _in_names(truth, response.names)
+            truth = _truth(best, response)
             outcomes = pair_outcomes(
                 key,
                 puid,
@@ -450,46 +584,80 @@ class JoinStore:
                 response.time,
                 best.time,
                 request_time,
-                self.sequence.take(rows),
+                self.sequence.take(len(response.classes)),
                 response.scores,
             )
-            entry.pairs[key] = _Pair(best, time, outcomes)
-            result.applied.extend(outcomes)
-            changed = old is None or old.feedback is not best
+            head = outcomes[0]
+            if response.logged:
+                head.label_delay = best.time - response.time
             numeric = response.scores is not None and response.scores.kind is ModelKind.REGRESSION
-            if changed and not numeric and is_conflict(response.classes, truth, best.reward):
-                result.conflicts.append(key)
-            if not response.labelled:
+            if not numeric and is_conflict(response.classes, truth, best.reward):
+                head.conflict = True
+                if old is None or old.feedback is not best or not old.response.same(response):
+                    result.conflicts.append(key)
+            pairs[key] = _Pair(best, response, time, outcomes)
+            result.applied.extend(outcomes)
+            if response.logged and not response.labelled:
                 response.labelled = True
                 result.labelled.append((key, best.time - response.time))
-            best.joined = True
-            entry.joined = True
 
-    def _mismatch(
+    def _check(
         self,
         puid: str,
         entry: _Entry,
         response: _Response,
         feedback: _Feedback,
         result: JoinResult,
-    ) -> None:
-        if entry.mismatched is None:
-            entry.mismatched = set()
-        mark = (response.key, feedback.arrival)
-        if mark in entry.mismatched:
-            return
-        entry.mismatched.add(mark)
-        truth_rows = len(feedback.truth) if feedback.truth is not None else 0
-        result.errors.append(
-            DecodeError(
-                f"feedback for puid {puid} has {truth_rows} truth rows but the response of "
-                f"model {response.key.model or '?'} has {len(response.classes)}",
-                "row_mismatch",
-                None,
-                "io.seldon.serving.feedback",
-                puid,
-            )
-        )
+    ) -> bool:
+        """Whether ``feedback`` can pair with ``response``; report each problem once.
+
+        A truth with another row count is an invalid pair (``row_mismatch``);
+        a truth for a response without classes cannot be scored
+        (``unscorable``: its reward still counts); a reward that contradicts
+        the truth is a conflict (flagged on the pair's outcomes).
+        """
+        truth = feedback.truth
+        if truth is None:
+            return True
+        key = response.key
+        if response.classes[0] == UNCLASSIFIED:
+            if self._mark(entry, key, feedback.rank, "u"):
+                result.errors.append(
+                    DecodeError(
+                        f"feedback for puid {puid} has a truth but the response of model "
+                        f"{key.model or '?'} holds no classes to compare it with",
+                        "unscorable",
+                        None,
+                        _FEEDBACK_TYPE,
+                        puid,
+                    )
+                )
+            return True
+        if len(truth) != len(response.classes):
+            if self._mark(entry, key, feedback.rank, "m"):
+                result.errors.append(
+                    DecodeError(
+                        f"feedback for puid {puid} has {len(truth)} truth rows but the response "
+                        f"of model {key.model or '?'} has {len(response.classes)}",
+                        "row_mismatch",
+                        None,
+                        _FEEDBACK_TYPE,
+                        puid,
+                    )
+                )
+            return False
+        return True
+
+    @staticmethod
+    def _mark(entry: _Entry, key: ModelKey, rank: int, what: str) -> bool:
+        """Remember one check of (key, feedback); ``False`` when it was already made."""
+        if entry.marks is None:
+            entry.marks = set()
+        mark = (key, rank, what)
+        if mark in entry.marks:
+            return False
+        entry.marks.add(mark)
+        return True
 
     # ------------------------------------------------------------ snapshot support
 
@@ -501,11 +669,18 @@ class JoinStore:
                     yield from pair.outcomes
 
     def dump(self) -> dict[str, Any]:
-        """Plain data for :mod:`feedback_stream.snapshot`; outcomes by ``seq``."""
+        """Plain data for :mod:`feedback_stream.snapshot`; outcomes by ``seq``.
+
+        A pair names its feedback by index and its response by index among
+        the logged responses, or ``-1`` for the embedded prediction of its
+        feedback.
+        """
         entries = []
         for puid, e in self._entries.items():
             feedbacks = _items(e.feedbacks)
+            responses = _items(e.responses)
             fb_index = {id(f): i for i, f in enumerate(feedbacks)}
+            resp_index = {id(r): i for i, r in enumerate(responses)}
             entries.append(
                 [
                     puid,
@@ -520,19 +695,20 @@ class JoinStore:
                             r.labelled,
                             None if r.names is None else list(r.names),
                             None if r.scores is None else r.scores.to_list(),
+                            r.rank,
                         ]
-                        for r in _items(e.responses)
+                        for r in responses
                     ],
                     [
                         [
-                            f.predictor,
-                            f.model,
+                            _key_list(f.key),
                             None if f.truth is None else list(f.truth),
                             f.reward,
                             f.time,
-                            f.arrival,
-                            f.joined,
+                            f.rank,
                             f.named,
+                            None if f.embedded is None else list(f.embedded),
+                            None if f.embedded_names is None else list(f.embedded_names),
                         ]
                         for f in feedbacks
                     ],
@@ -540,19 +716,19 @@ class JoinStore:
                         [
                             _key_list(k),
                             fb_index[id(p.feedback)],
+                            resp_index.get(id(p.response), -1),
                             p.time,
                             [o.seq for o in p.outcomes],
                         ]
                         for k, p in (e.pairs or {}).items()
                     ],
-                    [[_key_list(k), a] for k, a in (e.mismatched or set())],
-                    e.joined,
+                    [[_key_list(k), r, w] for k, r, w in (e.marks or set())],
+                    list(e.aliases or ()),
                 ]
             )
         return {
             "ttl": self.ttl,
             "time_basis": self.time_basis.value,
-            "arrivals": self._arrivals,
             "entries": entries,
         }
 
@@ -562,37 +738,55 @@ class JoinStore:
     ) -> JoinStore:
         """Rebuild a store from :meth:`dump` output; ``outcomes`` maps seq to outcome."""
         store = cls(data["ttl"], TimeBasis(data["time_basis"]), sequence)
-        store._arrivals = data["arrivals"]
         due: list[tuple[float, str]] = []
-        for puid, deadline, seen, reqs, resps, fbs, pairs, mism, joined in data["entries"]:
+        for puid, deadline, seen, reqs, resps, fbs, pairs, marks, aliases in data["entries"]:
             entry = _Entry(deadline, b"".join(h.to_bytes(8, "little") for h in seen))
             for k, t in reqs:
                 entry.requests = _append(entry.requests, (ModelKey(*k), t))
-            for k, c, t, lab, names, *more in resps:
-                scores = more[0] if more else None
-                response = _Response(
+            responses = [
+                _Response(
                     ModelKey(*k),
                     tuple(c),
                     t,
                     lab,
-                    None if names is None else tuple(names),
-                    None if scores is None else ResponseScores.from_list(scores),
+                    None if n is None else tuple(n),
+                    None if sc is None else ResponseScores.from_list(sc),
+                    r,
                 )
+                for k, c, t, lab, n, sc, r in resps
+            ]
+            for response in responses:
                 entry.responses = _append(entry.responses, response)
             feedbacks = [
-                _Feedback(p, m, None if tr is None else tuple(tr), rw, t, a, j, n)
-                for p, m, tr, rw, t, a, j, n in fbs
+                _Feedback(
+                    ModelKey(*k),
+                    None if tr is None else tuple(tr),
+                    rw,
+                    t,
+                    r,
+                    n,
+                    None if em is None else tuple(em),
+                    None if en is None else tuple(en),
+                )
+                for k, tr, rw, t, r, n, em, en in fbs
             ]
             for feedback in feedbacks:
                 entry.feedbacks = _append(entry.feedbacks, feedback)
             if pairs:
-                entry.pairs = {
-                    ModelKey(*k): _Pair(feedbacks[i], t, tuple(outcomes[s] for s in seqs))
-                    for k, i, t, seqs in pairs
-                }
-            if mism:
-                entry.mismatched = {(ModelKey(*k), a) for k, a in mism}
-            entry.joined = joined
+                effective = _effective(entry, feedbacks)
+                entry.pairs = {}
+                for k, i, ri, t, seqs in pairs:
+                    key = ModelKey(*k)
+                    response = responses[ri] if ri >= 0 else effective[key]
+                    entry.pairs[key] = _Pair(
+                        feedbacks[i], response, t, tuple(outcomes[s] for s in seqs)
+                    )
+            if marks:
+                entry.marks = {(ModelKey(*k), r, w) for k, r, w in marks}
+            if aliases:
+                entry.aliases = list(aliases)
+                for alias in aliases:
+                    store._aliases[alias] = puid
             store._entries[puid] = entry
             due.append((deadline, puid))
         store._deadlines.load(due)

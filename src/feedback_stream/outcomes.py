@@ -17,9 +17,23 @@ from typing import Final
 from feedback_stream.events import ModelKey
 from feedback_stream.scores import ModelKind, ResponseScores, Term
 
-__all__ = ["Outcome", "OutcomeResult", "TimeBasis", "is_conflict", "pair_outcomes", "to_tick"]
+__all__ = [
+    "UNCLASSIFIED",
+    "Outcome",
+    "OutcomeResult",
+    "TimeBasis",
+    "is_conflict",
+    "pair_outcomes",
+    "to_tick",
+]
 
 TICKS_PER_SECOND: Final = 1_000_000
+
+UNCLASSIFIED: Final = "\x00unclassified"
+"""The predicted "class" of a response that holds no classes (Seldon ``jsonData``,
+``strData``, ``binData``): one row whose class is unknown. A reward still says
+whether it was right; a truth cannot be compared with it (an ``unscorable`` pair).
+"""
 
 
 def to_tick(seconds: float) -> int:
@@ -64,6 +78,10 @@ class Outcome:
     when its response had no scores or its truth is unknown. A regression
     outcome has no ``truth`` class and no ``correct``: its truth is in
     ``term``.
+    Row 0 of a pair also says whether the pair's reward contradicts its
+    truth (``conflict``) and, for a logged response, the label delay
+    (feedback time - response time, seconds), so that counters of the
+    pairs currently applied follow amendments.
     """
 
     key: ModelKey
@@ -81,6 +99,8 @@ class Outcome:
     seq: int
     retracted: bool = False
     term: Term | None = None
+    conflict: bool = False
+    label_delay: float | None = None
 
     @property
     def result(self) -> OutcomeResult:
@@ -108,6 +128,8 @@ def pair_outcomes(
     With ``scores``, each row whose true class is known (given, or implied
     by a reward of 1) gets its term; a regression row takes its truth from
     the feedback's truth only (a reward says nothing about a number).
+    A row predicted :data:`UNCLASSIFIED` takes no truth (pass ``None``): a
+    reward of 1 makes it correct with its true class unknown.
     """
     tick = to_tick(time)
     outcomes: list[Outcome] = []
@@ -125,7 +147,8 @@ def pair_outcomes(
             true_class = truth[row]
             correct = true_class == pred
         elif reward == 1.0:
-            true_class, correct = pred, True
+            # Right, and so the true class is the predicted one, unless that is unknown.
+            true_class, correct = (None if pred == UNCLASSIFIED else pred), True
         elif reward == 0.0:
             true_class, correct = None, False
         else:

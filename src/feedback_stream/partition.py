@@ -106,7 +106,10 @@ class ModelCounters:
     unknown); ``confusion_applied`` / ``confusion_retracted`` by (true,
     predicted) for outcomes with a known true class. Reward statistics here
     are cumulative and, like the counters, never decrease: an amendment shows
-    in the ``retracted`` counters.
+    in the ``retracted`` counters. ``responses`` and ``labelled`` count each
+    (puid, model) once. ``conflicts`` and the label delay are those of the
+    pairs applied now (an amendment takes its pair's share back), so they
+    do not depend on the order events were read in.
     """
 
     responses: int = 0
@@ -255,21 +258,16 @@ class PartitionState:
             self.events.accepted[kind] += 1
             if result.status is EventStatus.AMENDED:
                 self.events.amended += 1
-            if item.kind is EventKind.RESPONSE:
-                self._counters(item.key).responses += 1
+            for key in result.responses:
+                self._counters(key).responses += 1
         for error in result.errors:
             self.events.invalid[error.code] += 1
             if error.code == "needs_kind":
                 self._counters(item.key).needs_kind += 1
         if result.retracted or result.applied:
             self._move(result)
-        for key, delay in result.labelled:
-            counters = self._counters(key)
-            counters.labelled += 1
-            counters.label_delay_count += 1
-            counters.label_delay_sum_us += round(delay * 1_000_000)
-        for key in result.conflicts:
-            self._counters(key).conflicts += 1
+        for key, _ in result.labelled:
+            self._counters(key).labelled += 1
         for result_listener in self.result_listeners:
             result_listener(item, result)
         return result
@@ -286,6 +284,8 @@ class PartitionState:
             if outcome.reward is not None:
                 counters.reward_retracted_count += 1
                 counters.reward_retracted_sum += outcome.reward
+            if outcome.row == 0:
+                self._pair_counts(counters, outcome, -1)
         for outcome in result.applied:
             key = caps.model(outcome.key)
             caps.fold_classes(key, outcome)
@@ -299,6 +299,8 @@ class PartitionState:
             if outcome.reward is not None:
                 counters.reward_count += 1
                 counters.reward_sum += outcome.reward
+            if outcome.row == 0:
+                self._pair_counts(counters, outcome, 1)
             last = counters.last_feedback_time
             if last is None or outcome.feedback_time > last:
                 counters.last_feedback_time = outcome.feedback_time
@@ -312,6 +314,19 @@ class PartitionState:
             if parts:
                 self.caps.evicted[kind.value] += parts
         return evicted
+
+    @staticmethod
+    def _pair_counts(counters: ModelCounters, head: Outcome, sign: int) -> None:
+        """Conflicts and label delays of the pairs applied now (row 0 speaks for its pair).
+
+        Counted as pairs enter and leave, so that they are those of the
+        pairs that stand, whatever order the events came in.
+        """
+        if head.conflict:
+            counters.conflicts += sign
+        if head.label_delay is not None:
+            counters.label_delay_count += sign
+            counters.label_delay_sum_us += sign * round(head.label_delay * 1_000_000)
 
     def advance(self, now: float) -> None:
         """Move the clock (and every window) to ``now``, if that is later."""

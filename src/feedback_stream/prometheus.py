@@ -235,9 +235,9 @@ class ServiceMetrics:
             child = self._event_children[kind, status] = self.events.labels(kind, status)
         child.inc()
         if event.kind is EventKind.RESPONSE:
-            series = self._model(event.key)
-            if result.status is not EventStatus.DUPLICATE:
-                series.responses.inc()
+            self._model(event.key)  # bound at 0 from the first response on
+        for key in result.responses:
+            self._model(key).responses.inc()
         for key, delay in result.labelled:
             series = self._model(key)
             series.labelled.inc()

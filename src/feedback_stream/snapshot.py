@@ -28,7 +28,7 @@ from feedback_stream.windows import ModelWindows, WindowSpec
 __all__ = ["FORMAT", "VERSION", "SnapshotError", "dumps", "loads"]
 
 FORMAT: Final = "feedback-stream/partition-state"
-VERSION: Final = 2
+VERSION: Final = 3
 
 
 class SnapshotError(ValueError):
@@ -64,6 +64,8 @@ def dumps(state: PartitionState) -> bytes:
             o.feedback_time,
             o.request_time,
             None if o.term is None else o.term.to_list(),
+            o.conflict,
+            o.label_delay,
         ]
         for o in sorted(referenced.values(), key=lambda o: o.seq)
     ]
@@ -149,7 +151,7 @@ def _rebuild(
         *more,
     ) in document["outcomes"]:
         term = term_from_list(more[0]) if more and more[0] is not None else None
-        outcomes[seq] = Outcome(
+        outcome = Outcome(
             model_key(key),
             puid,
             row,
@@ -165,6 +167,8 @@ def _rebuild(
             seq,
             term=term,
         )
+        outcome.conflict, outcome.label_delay = more[1], more[2]
+        outcomes[seq] = outcome
         sequence.ensure_above(seq)
     join_data = document["join"]
     state = PartitionState(specs, join_data["ttl"], TimeBasis(join_data["time_basis"]), sequence)

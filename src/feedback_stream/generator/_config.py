@@ -25,9 +25,9 @@ DuplicateMode = Literal["id", "offset", "mixed"]
 KSERVE_COMPONENT = "predictor"
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
-INVALID_KINDS = ("protobuf", "str_data", "no_puid", "unknown_type", "bad_json")
+INVALID_KINDS = ("protobuf", "nested_rows", "no_puid", "unknown_type", "bad_json")
 """Records the core must count as invalid, never crash on (EVENTS.md §1, §2):
-a gRPC response (``application/protobuf``), a ``strData`` payload, a response
+a gRPC response (``application/protobuf``), rows nested too deep to have a class, a response
 without ``requestid``, a type nobody reads, and a value that is not JSON."""
 
 
@@ -105,8 +105,13 @@ class DeploymentSpec:
         return tuple(str(i) for i in range(self.n_classes))
 
     def model_key(self, predictor: PredictorSpec) -> ModelKey:
-        """The metric labels of a predictor's outcomes (KServe: model = component)."""
-        model = KSERVE_COMPONENT if self.encoding == "kserve" else predictor.model
+        """The metric labels of a predictor's outcomes.
+
+        KServe names only the component; a V2 response body names the model.
+        """
+        model = predictor.model
+        if self.encoding == "kserve" and self.payload != "v2":
+            model = KSERVE_COMPONENT
         return ModelKey(self.namespace, self.name, predictor.name, model)
 
 

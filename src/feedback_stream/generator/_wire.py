@@ -137,8 +137,8 @@ class Wire:
         if kind == "protobuf":
             content_type = "application/protobuf"
             value = "CgdwcmVkaWN0EgRGUDY0GgIBAg=="  # a gRPC body, not JSON
-        elif kind == "str_data":
-            value = {"strData": "a free-text answer", "meta": {}}
+        elif kind == "nested_rows":
+            value = {"data": {"ndarray": [[[0.2, 0.8]]]}, "meta": {}}
         elif kind == "no_puid":
             del attrs["requestid"]
         elif kind == "unknown_type":
