@@ -43,7 +43,9 @@ from prometheus_client.exposition import choose_encoder
 
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event
+from feedback_stream.http.feedback import FEEDBACK_PATH, feedback_event_headers
 from feedback_stream.http.refusals import Refusals
+from feedback_stream.payload import embedded_prediction, inflate
 
 __all__ = ["Backend", "Problem", "Readiness", "create_app"]
 
@@ -167,6 +169,7 @@ def create_app(
     if ingest:
         app.router.add_post("/", handlers.ingest)
         app.router.add_post("/events", handlers.ingest)
+        app.router.add_post(FEEDBACK_PATH, handlers.feedback)
     if not read:
         if not ingest:
             raise ValueError("an app must serve ingest, the read side, or both")
@@ -221,6 +224,15 @@ async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
     return function(*args)
 
 
+def _body_puid(body: bytes) -> str | None:
+    """The ``response.meta.puid`` a Seldon client's feedback body carries, if any."""
+    try:
+        document = orjson.loads(inflate(body))
+    except (orjson.JSONDecodeError, ValueError):
+        return None  # the decoder words the error
+    return embedded_prediction(document)[1] if isinstance(document, dict) else None
+
+
 class _Handlers:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
@@ -237,6 +249,20 @@ class _Handlers:
         if isinstance(item, DecodeError):
             return _problem(item)
         return web.Response(status=202)
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        """Seldon's feedback API (:mod:`feedback_stream.http.feedback`): 200 and the puid."""
+        arrival = time.time()
+        body = await request.read()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        event_headers, puid = feedback_event_headers(headers, request.query, _body_puid(body))
+        item = await _off_loop(len(body), self._backend.decode, event_headers, body, arrival)
+        self._backend.apply_events([item])
+        if isinstance(item, DecodeError):
+            return _problem(item)
+        response = _json({"meta": {"puid": puid}})
+        response.headers["Seldon-Puid"] = puid
+        return response
 
     async def _ingest_batch(
         self, headers: Mapping[str, str], body: bytes, arrival: float
