@@ -34,7 +34,8 @@ def _report(lines: list[bytes]) -> dict[str, Any]:
 def _model(report: dict[str, Any], **labels: str) -> dict[str, Any]:
     found = [m for m in report["models"] if all(m[k] == v for k, v in labels.items())]
     assert len(found) == 1, (labels, [(m["deployment"], m["model"]) for m in report["models"]])
-    return found[0]
+    model: dict[str, Any] = found[0]
+    return model
 
 
 def test_seldon_duplicate_response_same_report_in_every_read_order() -> None:
