@@ -148,6 +148,11 @@ class Engine:
             fullest = max(self.states.values(), key=lambda s: s.pending)
             fullest.evict(min(over, fullest.pending))
 
+    def has_response(self, event: Event) -> bool:
+        """Whether a logged response already answers what feedback ``event`` names."""
+        state = self.states.get(self.state_key(event.position))
+        return state is not None and state.join.has_response(event.puid, event.key)
+
     def expire(self, now: float) -> dict[EventKind, int]:
         """Expire every state's join entries past the TTL as of ``now``."""
         if now > self.clock:

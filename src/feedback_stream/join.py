@@ -458,6 +458,17 @@ class JoinStore:
             entry.aliases = []
         entry.aliases.append(alias)
 
+    def has_response(self, puid: str, key: ModelKey) -> bool:
+        """Whether a logged response of ``puid`` matches a feedback naming ``key``.
+
+        ``key`` is what a feedback named: an empty predictor or model matches any.
+        """
+        entry = self._entries.get(self._aliases.get(puid, puid))
+        if entry is None:
+            return False
+        probe = _Feedback(key, None, None, 0.0, 0)
+        return any(probe.matches(r.key) for r in _items(entry.responses))
+
     def expire(self, now: float) -> dict[EventKind, int]:
         """Drop entries whose deadline is before ``now``; count their unjoined parts.
 

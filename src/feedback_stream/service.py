@@ -39,7 +39,7 @@ import logging
 import signal
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -72,6 +72,8 @@ from feedback_stream.kafka.repartition import Repartitioner
 from feedback_stream.metrics import Counts, WindowMetrics
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
+from feedback_stream.resolvers.metrics import ResolverCollector
+from feedback_stream.resolvers.prediction import PredictionResolver, parse_prediction_urls
 from feedback_stream.settings import Settings, add_arguments, settings_from_args, usage_errors
 from feedback_stream.windows import WindowKind
 
@@ -80,6 +82,8 @@ __all__ = ["Service", "add_run_parser", "configure_logging", "load_settings"]
 _log = logging.getLogger(__name__)
 
 _MAX_SKEW_S = 60.0
+_BODIES_MAX = 1024
+_BODIES_MAX = 1024
 
 HTTP_TOPIC = "http"
 """The ``topic`` of HTTP events' source positions (EVENTS.md: one naming for every source)."""
@@ -147,6 +151,16 @@ class Service:
         self._es_client: SearchClient | None = None
         self._es_failure: str | None = None
         self._history: HistoryBootstrap | None = None
+        self.resolver: PredictionResolver | None = None
+        self._resolving: set[asyncio.Task[None]] = set()
+        self._bodies: OrderedDict[int, Any] = OrderedDict()
+        if settings.prediction_urls:
+            self.resolver = PredictionResolver(
+                parse_prediction_urls(settings.prediction_urls),
+                settings.prediction_timeout_s,
+                settings.prediction_concurrency,
+            )
+            self._registry.register(ResolverCollector(self.resolver))
         self.http_port: int | None = None
 
     # -- clocks ------------------------------------------------------------
@@ -179,14 +193,43 @@ class Service:
         self, headers: Mapping[str, str], body: bytes | dict[str, Any], arrival: float
     ) -> Event | DecodeError:
         position = SourcePosition(HTTP_TOPIC, 0, next(self._http_seq))
-        return decode_http(headers, body, arrival, position)
+        item = decode_http(headers, body, arrival, position)
+        if self._may_resolve(item):
+            # Kept for the resolver until apply_events takes the event (same request).
+            self._bodies[id(item)] = body
+            while len(self._bodies) > _BODIES_MAX:
+                self._bodies.popitem(last=False)
+        return item
 
     def apply_events(self, items: Sequence[Event | DecodeError]) -> None:
         for item in items:
             if isinstance(item, DecodeError):
                 self._invalid(item)
+                continue
+            body = self._bodies.pop(id(item), None)
+            if body is not None and self._orphan(item):
+                # Processed once the resolver has answered (or failed, within its timeout).
+                task = asyncio.create_task(self._resolve_then_process(item, body))
+                self._resolving.add(task)
+                task.add_done_callback(self._resolving.discard)
             else:
                 self._process(item)
+
+    def _may_resolve(self, item: Event | DecodeError) -> bool:
+        """Feedback a resolver could answer (no engine state read: may run off the loop)."""
+        resolver = self.resolver
+        return isinstance(item, Event) and resolver is not None and resolver.wants(item)
+
+    def _orphan(self, event: Event) -> bool:
+        """Feedback a prediction URL could answer and no logged response answers yet."""
+        resolver = self.resolver
+        return (
+            resolver is not None and resolver.wants(event) and not self.engine.has_response(event)
+        )
+
+    async def _resolve_then_process(self, event: Event, body: Any) -> None:
+        assert self.resolver is not None
+        self._process(await self.resolver.resolve(event, body))
 
     def models(self, window: str | None) -> list[dict[str, Any]]:
         name = self._window_name(window)
@@ -346,6 +389,8 @@ class Service:
                 if self.dlq is not None:
                     await self.dlq.send_record(record, item)
                     self.metrics.on_dead_letter(item.code)
+            elif self._orphan(item):
+                await self._resolve_then_process(item, record.value)
             else:
                 self._process(item)
         if self.dlq is not None:
@@ -465,6 +510,8 @@ class Service:
         self.http_port = _bound_port(runner, s.http_port)
         _log.info("HTTP on %s:%d", s.http_host, self.http_port)
         self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
+        if self.resolver is not None:
+            await self.resolver.start()
         if s.history.enabled or s.es.sink_enabled:
             await self._start_elasticsearch()
         if s.kafka_enabled:
@@ -547,6 +594,11 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._resolving:
+            # Each call ends within its timeout: the feedback in hand is processed, not lost.
+            await asyncio.gather(*self._resolving, return_exceptions=True)
+        if self.resolver is not None:
+            await self.resolver.stop()
         if self.repartitioner is not None:
             await self.repartitioner.close()
         if self.dlq is not None:

@@ -37,6 +37,7 @@ from feedback_stream.core2.experiments import Experiments
 from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, topic_pattern
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
 from feedback_stream.model_kinds import ModelKinds
+from feedback_stream.resolvers.prediction import parse_prediction_urls
 from feedback_stream.windows import WindowSpec, parse_duration
 
 __all__ = [
@@ -152,6 +153,20 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="largest CloudEvent body accepted, bytes"
     )
 
+    # -- orphan feedback -----------------------------------------------
+    prediction_urls: CommaList = Field(
+        default_factory=list,
+        description="feedback no logged response answers: ask the model, KEY=URL comma "
+        "separated (KEY: predictor, deployment/predictor or namespace/deployment/predictor; "
+        "URL: the model's own prediction endpoint, sent the feedback's request)",
+    )
+    prediction_timeout_s: float = Field(
+        2.0, gt=0, description="the longest one prediction URL call may take, seconds"
+    )
+    prediction_concurrency: int = Field(
+        8, ge=1, description="prediction URL calls in flight at most"
+    )
+
     # -- state and metrics -----------------------------------------------
     windows: CommaList = Field(
         default_factory=lambda: ["total", "5m", "1h", "1000"],
@@ -221,7 +236,12 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "kafka_topics", "windows", "class_allowlist", "seldon_experiments", mode="before"
+        "kafka_topics",
+        "windows",
+        "class_allowlist",
+        "seldon_experiments",
+        "prediction_urls",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -232,6 +252,12 @@ class Settings(BaseSettings):
     def _models_config(cls, value: str) -> str:
         if value:
             ModelKinds.load(value)  # ModelKindsError (a ValueError) names the rule and field
+        return value
+
+    @field_validator("prediction_urls")
+    @classmethod
+    def _prediction_urls(cls, value: list[str]) -> list[str]:
+        parse_prediction_urls(value)  # ValueError says which entry is wrong
         return value
 
     @field_validator("seldon_experiments")
