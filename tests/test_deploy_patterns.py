@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 K8S_DIR = ROOT / "deploy" / "k8s"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-INGEST_PATHS = ("/", "/events")
+INGEST_PATHS = ("/", "/events", "/api/v1.0/feedback")
 
 
 def _documents() -> list[tuple[str, dict[str, Any]]]:
