@@ -235,7 +235,9 @@ BAD_INPUT = [
         "unsupported_content_type",
         id="protobuf",
     ),
-    pytest.param(_BINARY, b'{"strData": "free text"}', "not_classifiable", id="strdata"),
+    pytest.param(
+        _BINARY, b'{"data": {"ndarray": [[[1, 2], [3, 4]]]}}', "not_classifiable", id="nested"
+    ),
     pytest.param(
         {**_BINARY, "Ce-Type": _SELDON + "feedback"},
         b'{"reward": "lots"}',

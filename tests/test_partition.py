@@ -117,7 +117,8 @@ def test_listeners_see_retractions_and_applications_of_an_amendment() -> None:
     assert counters.applied == {"correct": 2, "incorrect": 2}
     assert counters.retracted == {"correct": 1, "incorrect": 1}
     assert counters.labelled == 1
-    assert counters.label_delay_sum_us == 1_000_000
+    # The delay of the pair that stands (the amendment at 3.0), not of the first feedback.
+    assert (counters.label_delay_count, counters.label_delay_sum_us) == (1, 2_000_000)
     assert engine.pending == 1
 
 

@@ -39,7 +39,7 @@ import logging
 import signal
 import sys
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -62,7 +62,7 @@ from feedback_stream.es.errors import ElasticsearchEdgeError
 from feedback_stream.es.history import HistoryBootstrap
 from feedback_stream.es.overlap import HistoryOverlap
 from feedback_stream.es.sink import OutcomeSink, SinkCollector
-from feedback_stream.events import Event, ModelKey, SourcePosition
+from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.http.app import Readiness, create_app
 from feedback_stream.http.refusals import Refusals
 from feedback_stream.kafka.checkpoint import CheckpointStore
@@ -72,7 +72,8 @@ from feedback_stream.kafka.repartition import Repartitioner
 from feedback_stream.metrics import Counts, WindowMetrics
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
-from feedback_stream.resolvers.metrics import ResolverCollector
+from feedback_stream.resolvers.elasticsearch import ElasticsearchResolver
+from feedback_stream.resolvers.metrics import ResolverCollector, ResolverCounts
 from feedback_stream.resolvers.prediction import PredictionResolver, parse_prediction_urls
 from feedback_stream.settings import Settings, add_arguments, settings_from_args, usage_errors
 from feedback_stream.windows import WindowKind
@@ -160,7 +161,14 @@ class Service:
                 settings.prediction_timeout_s,
                 settings.prediction_concurrency,
             )
-            self._registry.register(ResolverCollector(self.resolver))
+        self.orphan_lookup: ElasticsearchResolver | None = None
+        counted: dict[str, ResolverCounts] = {}
+        if self.resolver is not None:
+            counted["prediction_url"] = self.resolver
+        if settings.orphan_lookup:
+            counted["elasticsearch"] = _LookupCounts(self)
+        if counted:
+            self._registry.register(ResolverCollector(counted))
         self.http_port: int | None = None
 
     # -- clocks ------------------------------------------------------------
@@ -217,19 +225,35 @@ class Service:
 
     def _may_resolve(self, item: Event | DecodeError) -> bool:
         """Feedback a resolver could answer (no engine state read: may run off the loop)."""
+        if not isinstance(item, Event) or item.kind is not EventKind.FEEDBACK:
+            return False
+        if item.embedded is not None:
+            return False
         resolver = self.resolver
-        return isinstance(item, Event) and resolver is not None and resolver.wants(item)
+        return self.settings.orphan_lookup or (resolver is not None and resolver.wants(item))
+
+    @property
+    def resolving(self) -> int:
+        """Orphan feedback waiting for a resolver's answer (over HTTP)."""
+        return len(self._resolving)
 
     def _orphan(self, event: Event) -> bool:
-        """Feedback a prediction URL could answer and no logged response answers yet."""
-        resolver = self.resolver
-        return (
-            resolver is not None and resolver.wants(event) and not self.engine.has_response(event)
+        """Feedback a resolver could answer and no logged response answers yet."""
+        if event.kind is not EventKind.FEEDBACK or event.embedded is not None:
+            return False
+        wanted = self.settings.orphan_lookup or (
+            self.resolver is not None and self.resolver.wants(event)
         )
+        return wanted and not self.engine.has_response(event)
 
     async def _resolve_then_process(self, event: Event, body: Any) -> None:
-        assert self.resolver is not None
-        self._process(await self.resolver.resolve(event, body))
+        """Find an orphan feedback a response (logger index, then model), then process it."""
+        if self.orphan_lookup is not None:
+            for response in await self.orphan_lookup.resolve(event):
+                self._process_history(response)
+        if self.resolver is not None and not self.engine.has_response(event):
+            event = await self.resolver.resolve(event, body)
+        self._process(event)
 
     def models(self, window: str | None) -> list[dict[str, Any]]:
         name = self._window_name(window)
@@ -512,7 +536,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
         if self.resolver is not None:
             await self.resolver.start()
-        if s.history.enabled or s.es.sink_enabled:
+        if s.history.enabled or s.es.sink_enabled or s.orphan_lookup:
             await self._start_elasticsearch()
         if s.kafka_enabled:
             if s.dlq_topic:
@@ -555,6 +579,14 @@ class Service:
                 ),
             )
             return
+        if s.orphan_lookup:
+            self.orphan_lookup = ElasticsearchResolver(
+                self._es_client,
+                s.history.index_pattern,
+                kserve_component=s.history.kserve_component,
+                cache_size=s.orphan_lookup_cache,
+                concurrency=s.prediction_concurrency,
+            )
         if s.es.sink_enabled:
             sink = OutcomeSink(self._es_client, s.es)
             self.engine.add_outcome_listener(sink.on_outcomes)
@@ -663,6 +695,23 @@ class Service:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class _LookupCounts:
+    """The Elasticsearch lookup's counts, read through the service (made at start)."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    @property
+    def resolved(self) -> int:
+        lookup = self._service.orphan_lookup
+        return 0 if lookup is None else lookup.resolved
+
+    @property
+    def unresolved(self) -> Counter[str]:
+        lookup = self._service.orphan_lookup
+        return Counter() if lookup is None else lookup.unresolved
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

@@ -166,6 +166,14 @@ class Settings(BaseSettings):
     prediction_concurrency: int = Field(
         8, ge=1, description="prediction URL calls in flight at most"
     )
+    orphan_lookup: bool = Field(
+        False,
+        description="look the response of feedback no logged response answers up by puid in "
+        "the request logger's indices (es hosts, history index pattern)",
+    )
+    orphan_lookup_cache: int = Field(
+        10_000, ge=1, description="puids whose lookup answer is remembered, at most"
+    )
 
     # -- state and metrics -----------------------------------------------
     windows: CommaList = Field(

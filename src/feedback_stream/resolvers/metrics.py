@@ -4,26 +4,41 @@
 that no logged response answered when it was read, by what the resolver
 made of it (``result="resolved"``, or ``"unresolved"`` with the reason:
 ``timeout``, ``unreachable``, ``status_4xx``/``status_5xx``,
-``bad_prediction``, ``no_request``).
+``bad_prediction``, ``no_request``; the Elasticsearch lookup: ``not_found``,
+``error``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from feedback_stream.resolvers.prediction import PredictionResolver
+__all__ = ["ResolverCollector", "ResolverCounts"]
 
-__all__ = ["ResolverCollector"]
+
+class ResolverCounts(Protocol):
+    """What a resolver counts: feedback resolved, and unresolved by reason."""
+
+    @property
+    def resolved(self) -> int: ...
+
+    @property
+    def unresolved(self) -> Counter[str]: ...
 
 
 class ResolverCollector(Collector):
-    """Reads a resolver's counts at scrape time (no per-call Prometheus cost)."""
+    """Reads the resolvers' counts at scrape time (no per-call Prometheus cost).
 
-    def __init__(self, resolver: PredictionResolver) -> None:
-        self._resolver = resolver
+    Args:
+        resolvers: by the ``resolver`` label (``prediction_url``, ``elasticsearch``).
+    """
+
+    def __init__(self, resolvers: Mapping[str, ResolverCounts]) -> None:
+        self._resolvers = dict(resolvers)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
@@ -31,7 +46,8 @@ class ResolverCollector(Collector):
             "Feedback no logged response answered, by what the resolver made of it.",
             labels=["resolver", "result", "reason"],
         )
-        family.add_metric(["prediction_url", "resolved", ""], self._resolver.resolved)
-        for reason, count in sorted(self._resolver.unresolved.items()):
-            family.add_metric(["prediction_url", "unresolved", reason], count)
+        for name, resolver in sorted(self._resolvers.items()):
+            family.add_metric([name, "resolved", ""], resolver.resolved)
+            for reason, count in sorted(resolver.unresolved.items()):
+                family.add_metric([name, "unresolved", reason], count)
         yield family
