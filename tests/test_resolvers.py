@@ -217,3 +217,58 @@ def test_without_a_resolver_the_orphan_is_visible_as_pending_then_expired() -> N
     engine.expire(161.0)
     report = engine.report()
     assert (report["events"]["pending"], report["events"]["expired"]["feedback"]) == (0, 1)
+
+
+async def test_kafka_records_are_resolved_in_read_order_before_the_batch_commits() -> None:
+    """The executor logging straight to Kafka (unprefixed headers), read by the source's batch."""
+    from aiokafka.structs import ConsumerRecord
+
+    def record(offset: int, predictor: str, row: list[float], truth: int) -> Any:
+        headers = [
+            ("type", b"io.seldon.serving.feedback"),
+            ("requestid", str(uuid.uuid4()).encode()),
+            ("modelid", f"irisclassifier-{predictor}".encode()),
+            ("inferenceservicename", b"sklearn"),
+            ("namespace", b"seldon"),
+            ("endpoint", predictor.encode()),
+            ("content-type", b"application/json"),
+        ]
+        body = {
+            "reward": 0,
+            "request": {"data": {"ndarray": [row]}},
+            "truth": {"data": {"ndarray": [[truth]]}},
+        }
+        value = orjson.dumps(body)
+        return ConsumerRecord(
+            "seldon",
+            offset % 3,
+            offset,
+            1_795_978_609_000 + offset,
+            0,
+            None,
+            value,
+            None,
+            -1,
+            len(value),
+            headers,
+        )
+
+    rows = [(_X[i].tolist(), int(_Y[i])) for i in (0, 60, 120, 140)]
+    records = [
+        record(n * 2 + k, predictor, x, y)
+        for n, (x, y) in enumerate(rows)
+        for k, predictor in enumerate(("default", "shadow"))
+    ]
+    async with (
+        _model_service() as (base, calls),
+        running(settings(prediction_urls=_urls(base))) as (service, url),
+    ):
+        await service.apply(records)
+        document = await get_json(f"{url}/api/v1/metrics?window=total")
+    assert len(calls) == 8
+    expected = {
+        name: float(accuracy_score([y for _, y in rows], model.predict([x for x, _ in rows])))
+        for name, model in _MODELS.items()
+    }
+    got = {m["predictor"]: m["windows"]["total"]["accuracy"] for m in document["models"]}
+    assert got == expected
