@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import core, kafka_e2e, latency, memory, render, report, scaling
+from bench import core, history, kafka_e2e, latency, memory, render, report, scaling
 from bench.broker import running_broker
 from bench.result import Context, Figure
 
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "kafka": kafka_e2e.run,
     "latency": latency.run,
     "scaling": scaling.run,
+    "history": history.run,
 }
 NEEDS_KAFKA = frozenset({"kafka", "latency", "scaling"})
 RESULTS = Path(__file__).resolve().parent / "results"

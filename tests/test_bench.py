@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from pathlib import Path
 
 import pytest
 from bench import __main__ as bench_main
-from bench import core, envs, kafka_e2e, latency, memory, render, report, scaling
+from bench import core, envs, history, kafka_e2e, latency, memory, render, report, scaling
 from bench.result import Context, Figure
+from elasticsearch import AsyncElasticsearch
+
+from feedback_stream.es import Paging
+from tests._es_helpers import delete_indices
 
 TINY = 0.001
 
@@ -111,3 +116,20 @@ def test_table_says_which_targets_are_met() -> None:
     assert "| met |" in table
     assert "**not met**" in table
     assert "2.00×" in table
+
+
+@pytest.mark.elasticsearch
+async def test_history_bench_reads_back_every_document_both_ways(
+    es: AsyncElasticsearch, es_url: str
+) -> None:
+    namespace = f"b{uuid.uuid4().hex[:10]}"
+    try:
+        server, rates, documents = await history.measure(es_url, 100, namespace)
+        await es.indices.refresh(index=f"inference-log-*-{namespace}-*")
+        stored = await es.count(index=f"inference-log-*-{namespace}-*")
+    finally:
+        await delete_indices(es, f"inference-log-*-{namespace}-*")
+    assert server.startswith("Elasticsearch 9.")
+    assert set(rates) == {Paging.SCROLL, Paging.PIT}
+    assert all(rate > 0 for rate in rates.values())
+    assert documents == stored["count"] >= 100
