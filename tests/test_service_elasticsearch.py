@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -21,6 +22,7 @@ from tests._processor import (
     wait_until,
 )
 from tests._request_logger import log_messages
+from tests._tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.timeout(120)]
 
@@ -115,3 +117,58 @@ async def test_a_history_that_cannot_be_read_is_reported_on_readyz() -> None:
     assert ready["checks"]["history_loaded"] is True
     assert ready["history"]["state"] == "failed"
     assert "unreachable" in ready["history"]["reason"]
+
+
+async def test_a_sink_whose_cluster_was_down_at_start_starts_when_it_answers(
+    es: AsyncElasticsearch, es_url: str
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    index = f"feedback-outcomes-{namespace}"
+    target = urlsplit(es_url)
+    assert target.hostname is not None
+    assert target.port is not None
+    proxy = TcpProxy(target.hostname, target.port)
+    proxy.port = free_port()
+    config = settings(
+        es=ElasticsearchSettings(
+            hosts=[proxy.url],
+            max_retries=0,
+            startup_wait_s=0.5,
+            sink_enabled=True,
+            sink_index=index,
+            sink_flush_interval_s=0.1,
+        ),
+    )
+    traffic = IrisTraffic(DemoConfig(n_requests=5, namespace=namespace, feedback_share=1.0))
+    try:
+        async with running(config) as (_, url):
+            ready = await get_json(f"{url}/readyz")
+            assert ready["ready"] is True
+            assert ready["es_sink"]["available"] is False
+            assert "unreachable" in ready["es_sink"]["last_error"]
+            await proxy.start()
+
+            async def sink_up() -> bool:
+                return "written" in (await get_json(f"{url}/readyz"))["es_sink"]
+
+            await wait_until(sink_up, 30, "the sink started once the cluster answered")
+            async with aiohttp.ClientSession() as http:
+                for scheduled in traffic.schedule():
+                    async with http.post(
+                        f"{url}/",
+                        headers=scheduled.event.http_headers(),
+                        data=scheduled.event.body,
+                    ) as reply:
+                        assert reply.status == 202
+
+            async def written() -> bool:
+                if not await es.indices.exists(index=index):
+                    return False
+                await es.indices.refresh(index=index)
+                found = await es.count(index=index, query={"term": {"has_feedback": True}})
+                return int(found["count"]) == 10
+
+            await wait_until(written, 30, "10 outcome documents (5 requests x 2 predictors)")
+    finally:
+        await proxy.stop()
+        await delete_indices(es, index)

@@ -151,6 +151,7 @@ class Service:
         self._sink: OutcomeSink | None = None
         self._es_client: SearchClient | None = None
         self._es_failure: str | None = None
+        self._history_failure: str | None = None
         self._history: HistoryBootstrap | None = None
         self.resolver: PredictionResolver | None = None
         self._resolving: set[asyncio.Task[None]] = set()
@@ -322,7 +323,7 @@ class Service:
         if self.settings.history.enabled:
             ready = self._history is not None and self._history.progress.ready
             checks["history_loaded"] = ready or (
-                self._es_failure is not None and not self.settings.history.required
+                self._history_failure is not None and not self.settings.history.required
             )
             if not checks["history_loaded"]:
                 reasons["history_loaded"] = str(details["history"].get("reason", "loading"))
@@ -339,8 +340,8 @@ class Service:
         if not self.settings.history.enabled:
             return {"state": "disabled", "reason": "history.enabled is off"}
         if self._history is None:
-            if self._es_failure is not None:
-                return {"state": "failed", "reason": self._es_failure}
+            if self._history_failure is not None:
+                return {"state": "failed", "reason": self._history_failure}
             return {"state": "loading", "reason": "connecting to the search server"}
         progress = self._history.progress
         if progress.state == "done":
@@ -562,22 +563,17 @@ class Service:
             # Waits for the cluster with backoff (es.startup_wait_s), then picks its dialect.
             self._es_client = await connect(s.es)
         except ElasticsearchEdgeError as error:
-            self._es_failure = str(error)
+            self._es_failure = self._history_failure = str(error)
             if s.history.enabled and s.history.required:
                 _log.error("history: %s", error)
                 raise
-            _log.error(
-                "search server: %s; running without %s",
-                error,
-                " and ".join(
-                    part
-                    for part, on in (
-                        ("history", s.history.enabled),
-                        ("the outcome sink", s.es.sink_enabled),
-                    )
-                    if on
-                ),
-            )
+            if s.history.enabled:
+                _log.error("history: %s; serving without it", error)
+            if s.es.sink_enabled and error.retriable:
+                _log.error("outcome sink: %s; it starts once the cluster answers", error)
+                self._tasks.append(asyncio.create_task(self._sink_when_up(), name="es-sink-up"))
+            elif s.es.sink_enabled:
+                _log.error("outcome sink: %s; running without it", error)
             return
         if s.orphan_lookup:
             self.orphan_lookup = ElasticsearchResolver(
@@ -588,12 +584,7 @@ class Service:
                 concurrency=s.prediction_concurrency,
             )
         if s.es.sink_enabled:
-            sink = OutcomeSink(self._es_client, s.es)
-            self.engine.add_outcome_listener(sink.on_outcomes)
-            self.engine.add_result_listener(sink.on_result)
-            await sink.start()
-            self._sink = sink
-            self._registry.register(SinkCollector(sink))
+            await self._start_sink(self._es_client)
         if s.history.enabled:
             self._overlap = HistoryOverlap(forget_after=self._clock() + s.ttl_s)
             self._history = HistoryBootstrap(
@@ -605,6 +596,35 @@ class Service:
                 overlap=self._overlap,
             )
             await self._history.run(self._process_history)
+
+    async def _start_sink(self, client: SearchClient) -> None:
+        sink = OutcomeSink(client, self.settings.es)
+        self.engine.add_outcome_listener(sink.on_outcomes)
+        self.engine.add_result_listener(sink.on_result)
+        await sink.start()
+        self._sink = sink
+        self._registry.register(SinkCollector(sink))
+
+    async def _sink_when_up(self) -> None:
+        """Keep waiting for a cluster that was down at start, then start the sink.
+
+        Outcomes applied before then are not written (the sink was not there
+        to buffer them); ``/readyz`` shows the sink unavailable meanwhile.
+        """
+        while True:
+            try:
+                client = await connect(self.settings.es, wait_s=3600.0)
+            except ElasticsearchEdgeError as error:
+                self._es_failure = str(error)
+                if not error.retriable:
+                    _log.error("outcome sink: %s; running without it", error)
+                    return
+                continue
+            self._es_client = client
+            self._es_failure = None
+            await self._start_sink(client)
+            _log.info("outcome sink: the cluster answers, writing outcomes from now on")
+            return
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to shut down (safe from a signal handler)."""
