@@ -155,7 +155,7 @@ class Service:
         self._history: HistoryBootstrap | None = None
         self.resolver: PredictionResolver | None = None
         self._resolving: set[asyncio.Task[None]] = set()
-        self._bodies: OrderedDict[int, Any] = OrderedDict()
+        self._bodies: OrderedDict[int, tuple[Event, Any]] = OrderedDict()
         if settings.prediction_urls:
             self.resolver = PredictionResolver(
                 parse_prediction_urls(settings.prediction_urls),
@@ -203,9 +203,9 @@ class Service:
     ) -> Event | DecodeError:
         position = SourcePosition(HTTP_TOPIC, 0, next(self._http_seq))
         item = decode_http(headers, body, arrival, position)
-        if self._may_resolve(item):
+        if isinstance(item, Event) and self._may_resolve(item):
             # Kept for the resolver until apply_events takes the event (same request).
-            self._bodies[id(item)] = body
+            self._bodies[id(item)] = (item, body)  # the item held: its id is not reused
             while len(self._bodies) > _BODIES_MAX:
                 self._bodies.popitem(last=False)
         return item
@@ -215,7 +215,8 @@ class Service:
             if isinstance(item, DecodeError):
                 self._invalid(item)
                 continue
-            body = self._bodies.pop(id(item), None)
+            held = self._bodies.pop(id(item), None)
+            body = held[1] if held is not None and held[0] is item else None
             if body is not None and self._orphan(item):
                 # Processed once the resolver has answered (or failed, within its timeout).
                 task = asyncio.create_task(self._resolve_then_process(item, body))
