@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from feedback_stream.partition import PartitionState
 from feedback_stream.replay import replay
 from feedback_stream.snapshot import SnapshotError, dumps, loads
 from feedback_stream.windows import WindowSpec
+from tests._fidelity_streams import extras, with_extras
 from tests._oracle import Stream, streams
 
 WINDOWS = ("total", "30s", "3")
@@ -54,3 +57,20 @@ def test_restore_with_different_windows_keeps_the_common_ones() -> None:
 def test_bad_snapshots_are_refused(data: bytes, message: str) -> None:
     with pytest.raises(SnapshotError, match=message):
         loads(data)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams(), more=extras(), cut=st.floats(0.0, 1.0))
+def test_embedded_predictions_and_body_ids_survive_a_round_trip(
+    stream: Stream, more: list[dict[str, Any]], cut: float
+) -> None:
+    """Join state of client feedback (embedded responses), V2 aliases and marks round-trips."""
+    lines = with_extras(stream, more)
+    split = int(len(lines) * cut)
+    original = Engine(WINDOWS, ttl=100_000.0)
+    replay(lines[:split], original)
+    restored = Engine(WINDOWS, ttl=100_000.0)
+    restored.restore(ALL_PARTITIONS, original.snapshot(ALL_PARTITIONS))
+    end = replay(lines[split:], original)
+    replay(lines[split:], restored)
+    assert restored.report(end.clock) == original.report(end.clock)
