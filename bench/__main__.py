@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import core, history, kafka_e2e, latency, memory, render, report, scaling
+from bench import core, history, hostile, kafka_e2e, latency, memory, render, report, scaling
 from bench.broker import running_broker
 from bench.result import Context, Figure
 
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "core": core.run,
     "memory": memory.run,
     "render": render.run,
+    "hostile": hostile.run,
     "kafka": kafka_e2e.run,
     "latency": latency.run,
     "scaling": scaling.run,

@@ -106,8 +106,10 @@ def _assert_ingest(container: dict[str, Any], path: str, where: str) -> None:
     env = _env(container)
     assert env.get("FEEDBACK_STREAM_HTTP_INGEST", "true") == "true", f"{where}: ingest is off"
     assert path in INGEST_PATHS, f"{where}: path {path}"
-    listening = int(env["FEEDBACK_STREAM_HTTP_PORT"])
-    assert {p["containerPort"] for p in container["ports"] if p["name"] == "http"} == {listening}
+    # Ingest listens on its own port when FEEDBACK_STREAM_INGEST_PORT is set.
+    name = "ingest" if "FEEDBACK_STREAM_INGEST_PORT" in env else "http"
+    listening = int(env.get("FEEDBACK_STREAM_INGEST_PORT") or env["FEEDBACK_STREAM_HTTP_PORT"])
+    assert {p["containerPort"] for p in container["ports"] if p["name"] == name} == {listening}
 
 
 def test_every_pattern_is_shipped() -> None:

@@ -797,8 +797,9 @@ def test_k8s_ports_and_names_agree() -> None:
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     port = int(_k8s_env(container)["FEEDBACK_STREAM_HTTP_PORT"])
+    ingest_port = int(_k8s_env(container)["FEEDBACK_STREAM_INGEST_PORT"])
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert named == {"http": port}
+    assert named == {"http": port, "ingest": ingest_port}
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == port
@@ -809,16 +810,20 @@ def test_k8s_ports_and_names_agree() -> None:
     labels = pod["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert service["spec"]["selector"].items() <= labels.items()
-    (service_port,) = service["spec"]["ports"]
-    assert service_port["targetPort"] in named
+    service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(service_ports) == {"http", "ingest"}
+    assert {p["targetPort"] for p in service_ports.values()} == {"http", "ingest"}
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
-    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [service_port["name"]]
+    # Prometheus scrapes the read side; the broker delivers to the ingest port.
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http"]
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     ref = trigger["spec"]["subscriber"]["ref"]
     assert (ref["kind"], ref["name"]) == ("Service", service["metadata"]["name"])
     assert (
         ref.get("namespace", trigger["metadata"]["namespace"]) == service["metadata"]["namespace"]
     )
+    # Knative delivers to the Service's port 80: ingest's.
+    assert service_ports["ingest"]["port"] == 80
     assert trigger["spec"]["subscriber"]["uri"] in ("/", "/events")

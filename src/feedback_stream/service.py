@@ -63,7 +63,8 @@ from feedback_stream.es.history import HistoryBootstrap
 from feedback_stream.es.overlap import HistoryOverlap
 from feedback_stream.es.sink import OutcomeSink, SinkCollector
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
-from feedback_stream.http.app import Readiness, create_app
+from feedback_stream.http.app import Readiness
+from feedback_stream.http.listeners import Listeners
 from feedback_stream.http.refusals import Refusals
 from feedback_stream.kafka.checkpoint import CheckpointStore
 from feedback_stream.kafka.consumer import KafkaSource, Record
@@ -76,6 +77,7 @@ from feedback_stream.resolvers.elasticsearch import ElasticsearchResolver
 from feedback_stream.resolvers.metrics import ResolverCollector, ResolverCounts
 from feedback_stream.resolvers.prediction import PredictionResolver, parse_prediction_urls
 from feedback_stream.settings import Settings, add_arguments, settings_from_args, usage_errors
+from feedback_stream.status import BrokerCollector, status_document
 from feedback_stream.windows import WindowKind
 
 __all__ = ["Service", "add_run_parser", "configure_logging", "load_settings"]
@@ -138,6 +140,7 @@ class Service:
             )
             self.model_errors = ModelErrorMetrics(self._registry, self.guard)
         self._registry.register(CapsCollector(self.engine.caps))
+        self._registry.register(BrokerCollector(lambda: self.kafka))
         self._http_seq = itertools.count()
         self._event_clock = float("-inf")
         self._event_wall = 0.0
@@ -171,6 +174,9 @@ class Service:
         if counted:
             self._registry.register(ResolverCollector(counted))
         self.http_port: int | None = None
+        self.ingest_port: int | None = None
+        """The port ingest is served on (``http_port`` unless a separate listener)."""
+        self._listeners: Listeners | None = None
 
     # -- clocks ------------------------------------------------------------
 
@@ -352,6 +358,11 @@ class Service:
             return {"state": "failed", "reason": f"{progress.error} ({serving})"}
         return {"state": "loading", "documents": progress.documents, "total": progress.total}
 
+    def status(self) -> dict[str, Any]:
+        return status_document(
+            self.kafka, self.engine.pending, self.engine.caps, self.refusals.counts()
+        )
+
     def _window_name(self, window: str | None) -> str:
         names = [spec.name for spec in self.engine.specs]
         if window is None or window == "":
@@ -525,16 +536,12 @@ class Service:
     async def start(self) -> None:
         """Start HTTP, load history, start the sink and the Kafka source."""
         s = self.settings
-        app = create_app(
-            self, ingest=s.http_ingest, max_body=s.http_max_body, refusals=self.refusals
-        )
-        runner = web.AppRunner(app, access_log=None, logger=self.refusals.server_logger())
-        await runner.setup()
-        site = web.TCPSite(runner, s.http_host, s.http_port)
-        await site.start()
-        self._runner = runner
-        self.http_port = _bound_port(runner, s.http_port)
-        _log.info("HTTP on %s:%d", s.http_host, self.http_port)
+        listeners = Listeners(self, s, self.refusals)
+        await listeners.start()
+        self._listeners = listeners
+        self._runner = listeners.read_runner
+        self.http_port = listeners.read_port
+        self.ingest_port = listeners.ingest_port
         self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
         if self.resolver is not None:
             await self.resolver.start()
@@ -660,8 +667,9 @@ class Service:
             await self._sink.stop()
         if self._es_client is not None:
             await self._es_client.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._listeners is not None:
+            await self._listeners.stop()
+            self._listeners = None
             self._runner = None
 
     @contextlib.contextmanager
@@ -733,13 +741,6 @@ class _LookupCounts:
     def unresolved(self) -> Counter[str]:
         lookup = self._service.orphan_lookup
         return Counter() if lookup is None else lookup.unresolved
-
-
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured
 
 
 def _accuracy(counts: Counts) -> float | None:

@@ -30,9 +30,20 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from feedback_stream._lists import split_commas
+from feedback_stream._secret_files import (
+    SecretFilesSource,
+    WithoutFileNames,
+    apply_file_flags,
+    secret_fields,
+)
 from feedback_stream.core2.experiments import Experiments
 from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, topic_pattern
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
@@ -152,6 +163,31 @@ class Settings(BaseSettings):
     http_max_body: int = Field(
         16 * 1024 * 1024, ge=1024, description="largest CloudEvent body accepted, bytes"
     )
+    ingest_host: str = Field(
+        "", description="address of the separate ingest listener; empty: http_host"
+    )
+    ingest_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="serve ingest (POST / and /events) on this port only, apart from /metrics, "
+        "the API and the page (0: any free port); unset: ingest on http_port",
+    )
+    ingest_token: SecretStr = Field(
+        SecretStr(""),
+        description="bearer token every ingest request must carry (Authorization: Bearer); "
+        "empty: none",
+    )
+    http_tls_certfile: str = Field(
+        "", description="PEM certificate chain: serve HTTPS on every listener; empty: HTTP"
+    )
+    http_tls_keyfile: str = Field("", description="PEM private key of http_tls_certfile")
+    shutdown_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="longest wait for in-flight HTTP requests at shutdown, then they are cut",
+    )
 
     # -- orphan feedback -----------------------------------------------
     prediction_urls: CommaList = Field(
@@ -242,6 +278,24 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(
         default_factory=HistorySettings, description="history bootstrap from the request logger"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags, then the environment, then secrets from ``*_FILE`` files."""
+        return (
+            init_settings,
+            WithoutFileNames(settings_cls, env_settings),
+            SecretFilesSource(settings_cls, ENV_PREFIX),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @field_validator(
         "kafka_topics",
@@ -418,6 +472,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per settings field; values given override the environment."""
     group = parser.add_argument_group("settings (flags override FEEDBACK_STREAM_* variables)")
     _add_model(group, Settings, "", ENV_PREFIX)
+    for secret in secret_fields(Settings, ENV_PREFIX):
+        group.add_argument(
+            secret.file_flag,
+            dest=secret.dest,
+            metavar="PATH",
+            default=argparse.SUPPRESS,
+            help=f"file holding the {secret.description} (env {secret.file_env})",
+        )
 
 
 def _nest(values: dict[str, Any], model: type[BaseModel], prefix: str) -> dict[str, Any]:
@@ -437,6 +499,8 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Build the settings from parsed flags, the environment and the defaults."""
     given = {key: value for key, value in vars(args).items() if key.startswith("fs__")}
     values = _nest(given, Settings, "")
+    files = {key: value for key, value in vars(args).items() if key.startswith("fsfile__")}
+    apply_file_flags(files, values, list(secret_fields(Settings, ENV_PREFIX)))
     values.update(overrides)
     return Settings(**values)
 
@@ -493,6 +557,16 @@ def env_table() -> list[tuple[str, str, str, str]]:
                 shown = str(default)
             flags = ", ".join([_flag(prefix, name), *_ALIASES.get(prefix + name, ())])
             rows.append(((env + name).upper(), flags, shown, field.description or ""))
+            if isinstance(default, SecretStr) or "SecretStr" in str(field.annotation):
+                rows.append(
+                    (
+                        (env + name).upper() + "_FILE",
+                        _flag(prefix, name) + "-file",
+                        "",
+                        f"file holding the {field.description or name} (Docker/Kubernetes "
+                        "secrets); the flag itself is visible in `ps`",
+                    )
+                )
 
     walk(Settings, "", ENV_PREFIX)
     return rows

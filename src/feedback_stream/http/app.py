@@ -117,6 +117,9 @@ class Backend(Protocol):
 
     def readiness(self) -> Readiness: ...
 
+    def status(self) -> dict[str, Any]:
+        """Broker, pending joins, caps and refusals (:mod:`feedback_stream.status`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class _BatchProblem:
@@ -183,6 +186,7 @@ def create_app(
     app.router.add_get("/api/v1/models", handlers.models)
     app.router.add_get("/api/v1/metrics", handlers.metrics_json)
     app.router.add_get("/api/v1/history", handlers.history)
+    app.router.add_get("/api/v1/status", handlers.status)
     return app
 
 
@@ -373,6 +377,9 @@ class _Handlers:
         except ValueError as exc:
             return _problem(_BatchProblem("bad_window", str(exc)))
         return _json(document)
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(self._backend.status())
 
     async def history(self, request: web.Request) -> web.Response:
         try:

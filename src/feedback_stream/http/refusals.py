@@ -57,6 +57,10 @@ class Refusals:
         child.inc()
         _log.warning("refused a request from %s: %d %s: %s", peer or "?", status, reason, detail)
 
+    def counts(self) -> dict[str, float]:
+        """Refused requests so far, by reason."""
+        return {reason: float(child._value.get()) for reason, child in self._children.items()}
+
     def count(self, reason: str) -> float:
         """How many requests were refused for ``reason`` (tests, diagnostics)."""
         child = self._children.get(reason)

@@ -108,6 +108,19 @@ class KafkaSource:
         """The partitions this member owns now."""
         return frozenset(self._assigned)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the consumer holds a live connection to a broker now.
+
+        Read from aiokafka's client (its connection table): aiokafka retries
+        a lost broker quietly, so this is the only place an outage shows.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        connections = getattr(getattr(consumer, "_client", None), "_conns", None) or {}
+        return any(conn.connected() for conn in list(connections.values()))
+
     async def start(self) -> None:
         """Connect and subscribe; partitions arrive through the rebalance listener."""
         if self._consumer is not None:

@@ -255,13 +255,33 @@ async function refreshSearchLine() {
   }
 }
 
+function healthLine(s) {
+  const parts = [];
+  if (s.broker) {
+    parts.push(s.broker.connected ? "broker connected" : "broker DISCONNECTED");
+    parts.push(`lag ${s.broker.lag} records`);
+  } else {
+    parts.push("no Kafka source");
+  }
+  const evicted = s.evicted.request + s.evicted.response + s.evicted.feedback;
+  parts.push(`pending ${s.pending} of ${s.max_pending} puids`);
+  parts.push(`evicted ${evicted} events`);
+  const refused = Object.values(s.refused).reduce((a, b) => a + b, 0);
+  parts.push(`refused ${refused} requests`);
+  return parts.join(" · ");
+}
+
 async function refresh() {
   refreshSearchLine();
   const status = document.getElementById("status");
   try {
     const q = chosenWindow ? `?window=${encodeURIComponent(chosenWindow)}` : "";
-    const [models, history] = await Promise.all([
-      getJSON(`/api/v1/models${q}`), getJSON(`/api/v1/history${q}`)]);
+    const [models, history, health] = await Promise.all([
+      getJSON(`/api/v1/models${q}`), getJSON(`/api/v1/history${q}`),
+      getJSON("/api/v1/status")]);
+    const line = document.getElementById("health");
+    line.textContent = healthLine(health);
+    line.className = health.broker && !health.broker.connected ? "error" : "muted";
     const select = document.getElementById("window");
     if (!select.options.length) {
       for (const w of history.windows) select.append(el("option", { value: w }, w));
