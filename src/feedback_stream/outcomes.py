@@ -170,7 +170,8 @@ def pair_outcomes(
                 feedback_time,
                 request_time,
                 first_seq + row,
-                term=term,
+                False,
+                term,
             )
         )
     return tuple(outcomes)
