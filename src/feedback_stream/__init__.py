@@ -1,12 +1,17 @@
-"""feedback-stream: live, exact classification metrics for Seldon Core and KServe models."""
+"""feedback-stream: live, exact model metrics for Seldon Core and KServe models.
+
+Classification, binary scores at a threshold, probability quality and regression.
+"""
 
 from feedback_stream.decode import DecodeError, decode_attributes, decode_http, decode_kafka_record
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.join import EventStatus, JoinResult, JoinStore
 from feedback_stream.metrics import Counts, WindowMetrics, compute
+from feedback_stream.model_kinds import KindRule, KindSpec, ModelKinds, ModelKindsError
 from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis
 from feedback_stream.partition import EventCounters, ModelCounters, PartitionState
+from feedback_stream.scores import ModelKind, ResponseScores, top_scores
 from feedback_stream.windows import WindowSpec
 
 __all__ = [
@@ -20,11 +25,17 @@ __all__ = [
     "EventStatus",
     "JoinResult",
     "JoinStore",
+    "KindRule",
+    "KindSpec",
     "ModelCounters",
     "ModelKey",
+    "ModelKind",
+    "ModelKinds",
+    "ModelKindsError",
     "Outcome",
     "OutcomeResult",
     "PartitionState",
+    "ResponseScores",
     "SourcePosition",
     "StateKey",
     "TimeBasis",
@@ -34,5 +45,6 @@ __all__ = [
     "decode_attributes",
     "decode_http",
     "decode_kafka_record",
+    "top_scores",
 ]
 __version__ = "0.1.0"
