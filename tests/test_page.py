@@ -253,3 +253,27 @@ async def test_the_page_shows_the_panels_of_each_model_kind(tmp_path: Path) -> N
     assert "MAE" in price
     assert 'class="prf"' not in price  # no precision / recall table for a regression model
     assert 'data-note="needs-kind"' in dom
+
+
+async def test_the_page_says_when_the_history_failed_and_the_sink_is_down(tmp_path: Path) -> None:
+    from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
+    from tests._services import free_port
+
+    config = settings(
+        windows=["total"],
+        es=ElasticsearchSettings(
+            hosts=[f"http://127.0.0.1:{free_port()}"],
+            max_retries=0,
+            startup_wait_s=0.2,
+            sink_enabled=True,
+        ),
+        history=HistorySettings(enabled=True, required=False),
+    )
+    async with running(config) as (_, url):
+        dom = (await _chromium_run(f"{url}/", tmp_path / "profile", "--dump-dom")).decode()
+    line = dom[dom.index('id="search-state"') :]
+    line = line[: line.index("</span>")]
+    assert 'class="error"' in line
+    assert "history failed:" in line
+    assert "unreachable" in line
+    assert "outcome sink DOWN: 0 written, 0 failed, 0 buffered, 0 dropped, last write never" in line
