@@ -232,3 +232,26 @@ def test_the_core_decodes_every_demo_event_over_http_and_kafka(
                 elif e.kind is EventKind.FEEDBACK:
                     assert event.classes == (r.truth,)
                     assert event.reward == float(r.predictions[DEFAULT] == r.truth)
+
+
+def test_the_shadow_inherits_the_client_reward_without_conflicts(
+    schedule: list[ScheduledEvent],
+) -> None:
+    from feedback_stream.engine import Engine
+
+    engine = Engine(["total"])
+    for n, e in enumerate(schedule):
+        event = decode_http(e.event.http_headers(), e.event.body, e.at, SourcePosition("h", 0, n))
+        assert not isinstance(event, DecodeError)
+        engine.process_event(event)
+    default = ModelKey("seldon", "iris-perf", DEFAULT, "classifier")
+    shadow = ModelKey("seldon", "iris-perf", SHADOW, "classifier")
+    now = max(e.at for e in schedule)
+    ours, theirs = engine.metrics(default, "total", now), engine.metrics(shadow, "total", now)
+    # The shadow is wrong more often, yet its reward is the default's: Seldon passed it on.
+    assert theirs.accuracy is not None
+    assert ours.accuracy is not None
+    assert theirs.accuracy < ours.accuracy
+    assert theirs.reward_mean == ours.reward_mean == ours.accuracy
+    assert engine.model_counters(default).conflicts == 0
+    assert engine.model_counters(shadow).conflicts == 0

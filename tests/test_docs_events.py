@@ -29,7 +29,14 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 BIN = Path(sys.executable).parent
 PAGE_URL = "http://localhost:8080"
 
-HTTP_EXAMPLES = ("http-binary", "http-structured", "http-batch", "kserve", "refused")
+HTTP_EXAMPLES = (
+    "http-binary",
+    "http-structured",
+    "http-batch",
+    "kserve",
+    "feedback-api",
+    "refused",
+)
 ALL_EXAMPLES = {*HTTP_EXAMPLES, "kafka", "kafka-replay", "kafka-produce", "kafka-producer-run"}
 
 _FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.M | re.S)

@@ -295,3 +295,74 @@ def test_earliest_embedded_prediction_wins_in_either_order() -> None:
             store.add(events[index])
         held.add(tuple((o.predicted, o.truth) for o in store.held_outcomes()))
     assert held == {(("y", "x"),)}
+
+
+# -- shadows: the client's reward, passed on to the shadow ----------------------
+
+
+def _mirrored_feedback(
+    puid: str, key: ModelKey, reward: float, truth: tuple[str, ...], shown: tuple[str, ...] | None
+) -> Event:
+    """What Seldon's executor of predictor ``key`` logs for a feedback posted to the deployment:
+    the client's body (its reward, its truth and, with ``shown``, the default's answer)."""
+    return Event(
+        EventKind.FEEDBACK,
+        puid,
+        ModelKey(key.namespace, key.deployment, key.predictor, ""),
+        3.0,
+        ("fb", f"{puid}-{key.predictor}"),
+        classes=truth,
+        reward=reward,
+        embedded=shown,
+    )
+
+
+def _conflicts(events: list[Event]) -> dict[str, int]:
+    store = JoinStore()
+    counted: dict[str, int] = {}
+    for event in events:
+        for key in store.add(event).conflicts:
+            counted[key.predictor] = counted.get(key.predictor, 0) + 1
+    return counted
+
+
+def test_a_shadow_inheriting_the_client_reward_is_not_a_conflict_in_any_order() -> None:
+    import itertools
+
+    # The default answered x (right: reward 1, truth x); the shadow answered y.
+    events = [
+        response("p", 1.0, ("x",), A),
+        response("p", 1.1, ("y",), SHADOW),
+        _mirrored_feedback("p", A, 1.0, ("x",), shown=("x",)),
+        _mirrored_feedback("p", SHADOW, 1.0, ("x",), shown=("x",)),
+    ]
+    for order in itertools.permutations(events):
+        assert _conflicts(list(order)) == {}
+    store = JoinStore()
+    for event in events:
+        store.add(event)
+    by_predictor = {o.key.predictor: (o.correct, o.conflict) for o in store.held_outcomes()}
+    assert by_predictor == {"default": (True, False), "shadow": (False, False)}
+
+
+def test_a_reward_that_contradicts_the_prediction_it_judged_is_still_a_conflict() -> None:
+    # The client said "right" (reward 1) about x, and gave the truth z: a conflict for the
+    # default; for the shadow too, as the reward agrees with no prediction it carries.
+    events = [
+        response("p", 1.0, ("x",), A),
+        response("p", 1.1, ("y",), SHADOW),
+        _mirrored_feedback("p", A, 1.0, ("z",), shown=("x",)),
+        _mirrored_feedback("p", SHADOW, 1.0, ("z",), shown=("x",)),
+    ]
+    assert _conflicts(events) == {"default": 1, "shadow": 1}
+
+
+def test_without_the_prediction_in_the_feedback_a_contradiction_counts() -> None:
+    # A feedback of reward and truth only cannot say which answer the reward judged.
+    events = [
+        response("p", 1.0, ("x",), A),
+        response("p", 1.1, ("y",), SHADOW),
+        _mirrored_feedback("p", A, 1.0, ("x",), shown=None),
+        _mirrored_feedback("p", SHADOW, 1.0, ("x",), shown=None),
+    ]
+    assert _conflicts(events) == {"shadow": 1}

@@ -249,6 +249,27 @@ def _truth(feedback: _Feedback, response: _Response) -> tuple[str, ...] | None:
     return truth
 
 
+def _inherited(feedback: _Feedback, response: _Response) -> bool:
+    """Whether ``feedback``'s reward judged another prediction than ``response``'s.
+
+    Seldon passes the feedback posted to a deployment, the client's reward
+    and the prediction it carries included, to every predictor, shadows
+    too. When the feedback carries a prediction other than this response's
+    and its reward agrees with that prediction against the truth, the
+    reward was the client's verdict on the default's answer: it contradicts
+    this response's truth without being a conflict anyone must chase.
+    A function of the feedback and the response only, so of no read order.
+    """
+    embedded, truth = feedback.embedded, feedback.truth
+    if embedded is None or truth is None or embedded == response.classes:
+        return False
+    if not feedback.named and feedback.embedded_names is not None:
+        truth = _in_names(truth, feedback.embedded_names)
+    if len(truth) != len(embedded):
+        return False
+    return not is_conflict(embedded, truth, feedback.reward)
+
+
 def _effective(entry: _Entry, feedbacks: SequenceOf[_Feedback]) -> dict[ModelKey, _Response]:
     """The response of each model key that feedback is scored against.
 
@@ -602,7 +623,11 @@ class JoinStore:
             if response.logged:
                 head.label_delay = best.time - response.time
             numeric = response.scores is not None and response.scores.kind is ModelKind.REGRESSION
-            if not numeric and is_conflict(response.classes, truth, best.reward):
+            if (
+                not numeric
+                and is_conflict(response.classes, truth, best.reward)
+                and not _inherited(best, response)
+            ):
                 head.conflict = True
                 if old is None or old.feedback is not best or not old.response.same(response):
                     result.conflicts.append(key)

@@ -18,9 +18,9 @@ after seeing the *default* predictor's answer: the request, that response,
 a reward (1 if the default was right) and the truth. Seldon mirrors the
 post to the shadow, so each predictor's executor logs the same body under
 its own ``endpoint``. The truth decides correctness, so the shadow's
-accuracy is right; where the shadow disagrees with the default, its
-feedback's reward contradicts the truth and the core counts a conflict,
-as it would in production.
+accuracy is right; its reward is the default's (the client judged the
+default's answer), and as the feedback carries that answer, a shadow that
+disagrees is not counted as a conflict (docs/events.md, "Shadows").
 """
 
 from __future__ import annotations
