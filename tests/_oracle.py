@@ -227,6 +227,10 @@ class RefOutcome:
     stamp: int
     live: bool = True
     conflict: bool = False
+    puid: str = ""
+    row: int = 0
+    life: int = 0
+    """Which join entry of the puid applied it (a puid can come back after expiring)."""
 
 
 @dataclass
@@ -239,6 +243,7 @@ class _RefEntry:
     )
     labelled: set[ModelKey] = field(default_factory=set)
     mismatched: set[tuple[ModelKey, int]] = field(default_factory=set)
+    life: int = 0
 
 
 @dataclass
@@ -275,6 +280,7 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
     ref = Reference()
     entries: dict[str, _RefEntry] = {}
     stamp = 0
+    lives = 0
 
     def expire(now: float) -> None:
         for puid in [p for p, e in entries.items() if e.deadline < now]:
@@ -301,6 +307,8 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
         entry = entries.get(meaning.puid)
         if entry is None:
             entry = entries[meaning.puid] = _RefEntry(meaning.time + ttl)
+            lives += 1
+            entry.life = lives
         if meaning.identity in entry.seen:
             ref.duplicate += 1
             continue
@@ -368,7 +376,16 @@ def reference(stream: Stream, ttl: float, basis: str) -> Reference:
                     truth, correct = None, None
                 new.append(
                     RefOutcome(
-                        key, pred, truth, correct, best.reward if row == 0 else None, time, stamp
+                        key,
+                        pred,
+                        truth,
+                        correct,
+                        best.reward if row == 0 else None,
+                        time,
+                        stamp,
+                        puid=meaning.puid,
+                        row=row,
+                        life=entry.life,
                     )
                 )
                 stamp += 1

@@ -29,6 +29,8 @@ from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.metrics import Counts, WindowMetrics, compute
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import TimeBasis
+from feedback_stream.paired import Comparison, pair_table, parse_pair_rules
+from feedback_stream.paired_statistics import PairedComparison, compare
 from feedback_stream.partition import (
     EventCounters,
     ModelCounters,
@@ -59,6 +61,10 @@ class Engine:
         kinds: the declared model kinds (``--models-config``); default: detect.
         caps: what is tracked at most (models, classes, pending puids);
             default: no bounds. See :mod:`feedback_stream.caps`.
+        comparisons: ``"baseline->candidate"`` predictor pairs to compare;
+            empty: every two predictors of a deployment (``default`` first).
+        comparison_alpha: error rate of the always-valid comparison test.
+        comparison_effect: accuracy difference the "pairs needed" figure is for.
     """
 
     def __init__(
@@ -69,6 +75,9 @@ class Engine:
         route: Literal["puid", "partition"] = "puid",
         kinds: ModelKinds | None = None,
         caps: Caps | None = None,
+        comparisons: Iterable[str] = (),
+        comparison_alpha: float = 0.05,
+        comparison_effect: float = 0.02,
     ) -> None:
         specs = [w if isinstance(w, WindowSpec) else WindowSpec.parse(w) for w in windows]
         names = [s.name for s in specs]
@@ -83,6 +92,11 @@ class Engine:
         self.time_basis = TimeBasis(time_basis)
         self.route = route
         self.kinds = kinds if kinds is not None else ModelKinds()
+        self.pair_rules = parse_pair_rules(comparisons)
+        if not 0.0 < comparison_alpha < 1.0:
+            raise ValueError(f"comparison_alpha must be in (0, 1), got {comparison_alpha}")
+        self.comparison_alpha = comparison_alpha
+        self.comparison_effect = comparison_effect
         self.sequence = OutcomeSequence()
         self.caps = caps if caps is not None else Caps(1 << 62, 1 << 62)
         self.states: dict[StateKey, PartitionState] = {}
@@ -103,7 +117,13 @@ class Engine:
         state = self.states.get(key)
         if state is None:
             state = PartitionState(
-                self.specs, self.ttl, self.time_basis, self.sequence, self.kinds, self.caps
+                self.specs,
+                self.ttl,
+                self.time_basis,
+                self.sequence,
+                self.kinds,
+                self.caps,
+                self.pair_rules,
             )
             self._attach(state)
             self.states[key] = state
@@ -198,6 +218,7 @@ class Engine:
         state.join.ttl = self.ttl
         state.join.time_basis = self.time_basis
         state.join.kinds = self.kinds
+        state.pairing.rules = self.pair_rules
         self._attach(state)
         self.states[key] = state
         if state.clock > self.clock:
@@ -238,6 +259,14 @@ class Engine:
                 total.merge(counters)
         return total
 
+    def _spec(self, window: str) -> WindowSpec:
+        spec = next((s for s in self.specs if s.name == window), None)
+        if spec is None:
+            raise KeyError(
+                f"no window named {window!r}; windows are {[s.name for s in self.specs]}"
+            )
+        return spec
+
     def counts(
         self, key: ModelKey, window: str, now: float | None = None, *, share: bool = False
     ) -> Counts:
@@ -247,11 +276,7 @@ class Engine:
         counts, not a copy: for callers that read them at once.
         """
         at = self.clock if now is None or now < self.clock else now
-        spec = next((s for s in self.specs if s.name == window), None)
-        if spec is None:
-            raise KeyError(
-                f"no window named {window!r}; windows are {[s.name for s in self.specs]}"
-            )
+        spec = self._spec(window)
         states = [s for s in self.states.values() if key in s.models]
         if spec.kind is WindowKind.COUNT and len(states) > 1:
             for state in states:
@@ -269,6 +294,56 @@ class Engine:
     def _read(self, key: ModelKey, window: str, now: float | None) -> Counts:
         """:meth:`counts` without copying a single state's counts (read at once, never kept)."""
         return self.counts(key, window, now, share=True)
+
+    def comparison_keys(self) -> list[Comparison]:
+        """Every comparison with at least one paired outcome, sorted."""
+        keys: set[Comparison] = set()
+        for state in self.states.values():
+            keys.update(state.pairing.windows)
+        return sorted(keys)
+
+    def comparison_counts(
+        self, comparison: Comparison, window: str, now: float | None = None
+    ) -> Counts:
+        """The merged paired counts of one window of one comparison (as :meth:`counts`)."""
+        at = self.clock if now is None or now < self.clock else now
+        spec = self._spec(window)
+        states = [s for s in self.states.values() if comparison in s.pairing.windows]
+        if spec.kind is WindowKind.COUNT and len(states) > 1:
+            for state in states:
+                state.advance(at)
+            union = [
+                o for s in states for o in s.pairing.windows[comparison].windows[window].live()
+            ]
+            union.sort(key=lambda o: o.seq)
+            return Counts.of(union[-spec.size :])
+        total = Counts()
+        for state in states:
+            total.merge(state.comparison_counts(comparison, window, at))
+        return total
+
+    def comparison(
+        self, comparison: Comparison, window: str, now: float | None = None
+    ) -> PairedComparison:
+        """Every paired statistic of one window of one comparison."""
+        table = pair_table(self.comparison_counts(comparison, window, now))
+        return compare(table, self.comparison_alpha, self.comparison_effect)
+
+    def comparisons_report(
+        self, now: float | None = None, windows: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``comparisons`` list of the report: one entry per comparison, per window."""
+        names = list(windows) if windows is not None else [s.name for s in self.specs]
+        return [
+            {
+                "namespace": c.namespace,
+                "deployment": c.deployment,
+                "baseline": {"predictor": c.baseline.predictor, "model": c.baseline.model},
+                "candidate": {"predictor": c.candidate.predictor, "model": c.candidate.model},
+                "windows": {name: self.comparison(c, name, now).to_dict() for name in names},
+            }
+            for c in self.comparison_keys()
+        ]
 
     def metrics(
         self, key: ModelKey, window: str, now: float | None = None, *, matrix: bool = True
@@ -295,4 +370,6 @@ class Engine:
                 )
             )
         kinds = {key: self.kind(key) for key, _, _ in models}
-        return build_report(models, self.events(), self.pending, kinds)
+        document = build_report(models, self.events(), self.pending, kinds)
+        document["comparisons"] = self.comparisons_report(now, names)
+        return document

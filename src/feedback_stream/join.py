@@ -695,6 +695,17 @@ class JoinStore:
         entry.marks.add(mark)
         return True
 
+    def holds(self, puid: str) -> bool:
+        """Whether the store still holds ``puid`` (its outcomes can still be amended)."""
+        return puid in self._entries
+
+    def applied(self, puid: str) -> dict[ModelKey, tuple[Outcome, ...]]:
+        """The outcomes currently applied for ``puid``, per model (empty when none)."""
+        entry = self._entries.get(puid)
+        if entry is None or not entry.pairs:
+            return {}
+        return {key: pair.outcomes for key, pair in entry.pairs.items()}
+
     # ------------------------------------------------------------ snapshot support
 
     def held_outcomes(self) -> Iterator[Outcome]:

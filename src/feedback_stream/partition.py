@@ -22,6 +22,7 @@ from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.metrics import Counts
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis, to_tick
+from feedback_stream.paired import Comparison, Pairing, PairRule
 from feedback_stream.windows import ModelWindows, WindowSpec
 
 __all__ = [
@@ -202,6 +203,8 @@ class PartitionState:
         kinds: the declared model kinds (default: detect every kind).
         caps: the tracking caps, shared by the states of one engine
             (:mod:`feedback_stream.caps`); default: none.
+        pair_rules: which predictors to compare (:mod:`feedback_stream.paired`);
+            empty: every two predictors of a deployment.
     """
 
     def __init__(
@@ -212,11 +215,13 @@ class PartitionState:
         sequence: OutcomeSequence | None = None,
         kinds: ModelKinds | None = None,
         caps: Caps | None = None,
+        pair_rules: Sequence[PairRule] = (),
     ) -> None:
         self.specs = tuple(windows)
         self.sequence = sequence if sequence is not None else OutcomeSequence()
         self.caps = caps if caps is not None else Caps(_UNBOUNDED, _UNBOUNDED)
         self.join = JoinStore(ttl, time_basis, self.sequence, kinds)
+        self.pairing = Pairing(self.specs, pair_rules, self.sequence)
         self.models: dict[ModelKey, ModelWindows] = {}
         self.model_counters: dict[ModelKey, ModelCounters] = {}
         self.events = EventCounters()
@@ -304,6 +309,9 @@ class PartitionState:
             last = counters.last_feedback_time
             if last is None or outcome.feedback_time > last:
                 counters.last_feedback_time = outcome.feedback_time
+        self.pairing.update(
+            result.retracted, result.applied, self.join.applied, self.clock, clock_tick
+        )
         for outcome_listener in self.outcome_listeners:
             outcome_listener(result.retracted, result.applied)
 
@@ -337,10 +345,12 @@ class PartitionState:
         tick = to_tick(self.clock)
         for windows in self.models.values():
             windows.advance(tick)
+        self.pairing.advance(tick)
 
     def expire(self, now: float) -> dict[EventKind, int]:
         """Expire join entries older than the TTL as of ``now``; count what never joined."""
         expired = self.join.expire(now)
+        self.pairing.forget(now, self.join.ttl, self.join.holds)
         for kind, count in expired.items():
             if count:
                 self.events.expired[kind.value] += count
@@ -356,3 +366,11 @@ class PartitionState:
         window = windows.windows[name]
         window.advance(to_tick(self.clock))
         return window.counts()
+
+    def comparison_counts(self, comparison: Comparison, name: str, now: float) -> Counts:
+        """The paired counts of one window of one comparison as of ``now`` (or the clock)."""
+        if now > self.clock:
+            self.clock = now
+        if self.clock == float("-inf"):
+            return Counts()
+        return self.pairing.counts(comparison, name, to_tick(self.clock))

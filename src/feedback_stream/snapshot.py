@@ -2,7 +2,8 @@
 
 A snapshot is what a checkpoint stores and what moves with a partition on a
 rebalance: the join store (pending parts, joined outcomes still amendable,
-dedupe hashes), every model's windows, the counters and the clock.
+dedupe hashes), every model's windows, the paired outcomes of comparisons
+(:mod:`feedback_stream.paired`), the counters and the clock.
 
 Outcomes are written once, in a table keyed by sequence number, and the
 join store and windows refer to them by number, so that the restored state
@@ -48,6 +49,8 @@ def dumps(state: PartitionState) -> bytes:
         for outcome in windows.referenced():
             referenced[outcome.seq] = outcome
         models.append([_key(key), {name: w.dump() for name, w in windows.windows.items()}])
+    for outcome in state.pairing.referenced():
+        referenced[outcome.seq] = outcome
     outcomes = [
         [
             o.seq,
@@ -80,6 +83,7 @@ def dumps(state: PartitionState) -> bytes:
         "models": models,
         "model_counters": [[_key(k), c.to_dict()] for k, c in state.model_counters.items()],
         "events": state.events.to_dict(),
+        "pairing": state.pairing.dump(),
     }
     return orjson.dumps(document)
 
@@ -185,4 +189,7 @@ def _rebuild(
     for key_parts, counters in document["model_counters"]:
         state.model_counters[model_key(key_parts)] = ModelCounters.from_dict(counters)
     state.events = EventCounters.from_dict(document["events"])
+    pairing = document.get("pairing")  # absent in snapshots taken before comparisons
+    if pairing is not None:
+        state.pairing.load(pairing, outcomes, saved_names)
     return state
