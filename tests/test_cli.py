@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from feedback_stream.cli import build_parser, main
+from feedback_stream.demo.traffic import DemoConfig, IrisTraffic, replay_record
 from tests.test_replay import seed_records
 
 
@@ -131,3 +132,49 @@ def test_replay_help_describes_its_input_with_an_example_it_accepts(tmp_path: Pa
         check=True,
     )
     assert orjson.loads(replayed.stdout)["events"]["response"] == 1
+
+
+@pytest.fixture
+def demo_file(tmp_path: Path) -> Path:
+    traffic = IrisTraffic(DemoConfig(n_requests=200, seed=0))
+    lines = [
+        orjson.dumps(replay_record(event, start_ms=1_700_000_000_000, offset=n))
+        for n, event in enumerate(sorted(traffic.schedule(), key=lambda e: e.at))
+    ]
+    path = tmp_path / "demo.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_replay_compares_default_and_shadow(
+    demo_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(demo_file), "--window", "total", "--window", "50"]) == 0
+    document = orjson.loads(capsys.readouterr().out)
+    (comparison,) = document["comparisons"]
+    assert comparison["baseline"]["predictor"] == "default"
+    assert comparison["candidate"]["predictor"] == "shadow"
+    total = comparison["windows"]["total"]
+    assert total["pairs"] == 200
+    table = total["table"]
+    accuracies = {m["predictor"]: m["windows"]["total"]["accuracy"] for m in document["models"]}
+    # The paired accuracies are the models' own: every labelled request is paired.
+    assert total["baseline_accuracy"] == accuracies["default"]
+    assert total["candidate_accuracy"] == accuracies["shadow"]
+    assert table["both_right"] + table["baseline_only"] == round(200 * accuracies["default"])
+    assert total["decision"] == "worse"
+    assert comparison["windows"]["50"]["pairs"] == 50
+
+    assert (
+        main(["replay", str(demo_file), "--output", "table", "--compare", "shadow->default"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "candidate default/classifier vs baseline shadow/classifier" in out
+    assert "better" in out
+
+
+def test_replay_refuses_a_malformed_comparison(
+    demo_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(demo_file), "--compare", "default"]) == 2
+    assert "baseline->candidate" in capsys.readouterr().err

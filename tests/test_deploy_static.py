@@ -596,6 +596,8 @@ def test_rules_cover_the_issue() -> None:
     assert alert_names() == {
         "FeedbackStreamAccuracyLow",
         "FeedbackStreamChallengerBetter",
+        "FeedbackStreamCandidateBetter",
+        "FeedbackStreamCandidateWorse",
         "FeedbackStreamLabelCoverageDropping",
         "FeedbackStreamNoFeedback",
         "FeedbackStreamDLQGrowing",
@@ -677,6 +679,8 @@ def test_dashboard_covers_the_issue() -> None:
         "feedback_stream_log_loss{",
         "feedback_stream_mean_absolute_error{",
         "feedback_stream_root_mean_squared_error{",
+        "feedback_stream_comparison_accuracy_difference",
+        "feedback_stream_comparison_decision",
         'deployment=~"$deployment"',
         'namespace=~"$namespace"',
     ):

@@ -1,4 +1,4 @@
-"""The live page in headless Chromium: the chart has both predictors' lines, the table data.
+"""The live page in headless Chromium: both predictors' lines, the tables, the comparison.
 
 Chromium is Debian's package (``scripts/install-system-deps.sh``). The page
 polls the processor's own API; ``--virtual-time-budget`` lets its scripts
@@ -152,6 +152,13 @@ async def test_the_page_draws_default_and_shadow_accuracy(tmp_path: Path) -> Non
     assert 'data-series="shadow / classifier"' in dom
     for text in ("precision", "recall", "F1", "label coverage", "setosa", "macro avg"):
         assert text in dom
+    # The paired comparison: with seed 2 the Perceptron (shadow) is wrong on
+    # many rows the LogisticRegression (default) gets right, and 60 requests
+    # are enough pairs for the always-valid test to say so.
+    assert 'data-comparison="default / classifier-&gt;shadow / classifier"' in dom
+    assert 'data-decision="worse"' in dom
+    assert "shadow / classifier is worse than default / classifier" in dom
+    assert "paired answers disagree" in dom
 
 
 def _columns_with_colour(

@@ -71,8 +71,9 @@ async def _post_all(url: str, requests: list[SimulatedRequest]) -> None:
 
 async def test_exposition_passes_promtool_check_metrics(tmp_path: Path) -> None:
     promtool = _promtool()
+    requests = _iris(30)
     async with running(settings(windows=["total", "5m", "1000"])) as (_, url):
-        await _post_all(url, _iris(30))
+        await _post_all(url, requests)
         async with (
             aiohttp.ClientSession() as http,
             http.post(f"{url}/", data=b"{}", headers={"Content-Type": "x"}) as reply,
@@ -100,8 +101,25 @@ async def test_exposition_passes_promtool_check_metrics(tmp_path: Path) -> None:
         "feedback_stream_window_known",
         "feedback_stream_label_coverage",
         "feedback_stream_pending_puids",
+        "feedback_stream_comparison_pairs",
+        "feedback_stream_comparison_accuracy_difference",
+        "feedback_stream_comparison_difference_ci_lower",
+        "feedback_stream_comparison_difference_ci_upper",
+        "feedback_stream_comparison_mcnemar_p_value",
+        "feedback_stream_comparison_always_valid_p_value",
+        "feedback_stream_comparison_decision",
+        "feedback_stream_comparison_pairs_needed",
     ):
         assert name in names, name
+    pairs = [
+        line
+        for line in text.splitlines()
+        if line.startswith("feedback_stream_comparison_pairs{") and 'window="total"' in line
+    ]
+    assert len(pairs) == 4  # the 2x2 table of default vs shadow
+    assert all('baseline="default"' in line and 'candidate="shadow"' in line for line in pairs)
+    labelled = sum(1 for request in requests if request.feedback)
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in pairs) == labelled  # each one paired
 
 
 async def test_gauges_and_counters_equal_sklearn() -> None:

@@ -61,10 +61,18 @@ def _run_replay(args: argparse.Namespace) -> int:
         return 2
     try:
         kinds = ModelKinds.load(args.models_config) if args.models_config else None
-    except ModelKindsError as exc:
+        engine = Engine(
+            specs,
+            ttl=args.ttl,
+            time_basis=TimeBasis(args.time),
+            route="puid",
+            kinds=kinds,
+            comparisons=args.compare or (),
+            comparison_alpha=args.alpha,
+        )
+    except (ModelKindsError, ValueError) as exc:
         print(f"feedback-stream replay: {exc}", file=sys.stderr)
         return 2
-    engine = Engine(specs, ttl=args.ttl, time_basis=TimeBasis(args.time), route="puid", kinds=kinds)
     core2: Core2Replay | None = None
     if args.source == "seldon-core-2":
         try:
@@ -204,6 +212,19 @@ def _add_replay_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         metavar="MODELS.toml",
         help="TOML file declaring model kinds (binary with a threshold, regression, "
         "classification) by model selector, as run's --models-config (default: detect)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="BASELINE->CANDIDATE",
+        help="predictors to compare, like default->shadow; repeatable "
+        "(default: every two predictors of a deployment, default as the baseline)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="error rate of the always-valid comparison test (default 0.05)",
     )
     parser.add_argument("--output", choices=["json", "table"], default="json")
     parser.add_argument("--strict", action="store_true", help="exit 1 at the first invalid line")

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from feedback_stream.caps import OVERFLOW_KEY
+from feedback_stream.comparison_metrics import comparison_families
 from feedback_stream.decode import EVENT_TYPES, DecodeError
 from feedback_stream.engine import Engine
 from feedback_stream.events import Event, EventKind, ModelKey
@@ -468,6 +469,7 @@ class WindowCollector(Collector):
         )
         for (topic, partition), behind in sorted(self._lag().items()):
             lag.add_metric([topic, str(partition)], behind)
+        yield from comparison_families(engine, now, self._guard.admits)
         yield from (
             outcomes, known, correct, accuracy, ci_lower, ci_upper,
             precision, recall, f1, support, avg_precision, avg_recall, avg_f1,

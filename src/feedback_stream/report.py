@@ -1,8 +1,10 @@
 """The report document (``replay --output json``, ``GET /api/v1/metrics``) and its table.
 
 The document's shape is fixed by issue 3; extensions are additive keys:
-per model ``counters`` (responses, labelled, conflicts, ...), and in
-``events`` the ``invalid_reasons`` breakdown and ``pending`` puids.
+per model ``counters`` (responses, labelled, conflicts, ...), in
+``events`` the ``invalid_reasons`` breakdown and ``pending`` puids, and a
+top-level ``comparisons`` list (paired baseline vs candidate statistics,
+:mod:`feedback_stream.paired_statistics`).
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         for row in rows:
             lines.append("  " + "  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)))
         lines.append("")
+    lines.extend(_comparison_lines(report.get("comparisons", ())))
     events = report["events"]
     expired = events["expired"]
     lines.append(
@@ -158,3 +161,52 @@ def render_table(report: Mapping[str, Any]) -> str:
         + f", pending={events.get('pending', 0)}"
     )
     return "\n".join(lines) + "\n"
+
+
+def _comparison_lines(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One block per comparison: the 2x2 table, the difference and the decision per window."""
+    lines: list[str] = []
+    columns = (
+        "window",
+        "pairs",
+        "both_right",
+        "baseline_only",
+        "candidate_only",
+        "both_wrong",
+        "difference",
+        "ci95",
+        "mcnemar_p",
+        "always_valid_p",
+        "decision",
+    )
+    for comparison in comparisons:
+        baseline, candidate = comparison["baseline"], comparison["candidate"]
+        lines.append(
+            f"{comparison['namespace']}/{comparison['deployment']}: candidate "
+            f"{candidate['predictor']}/{candidate['model']} vs baseline "
+            f"{baseline['predictor']}/{baseline['model']}"
+        )
+        rows = [columns]
+        for name, w in comparison["windows"].items():
+            ci = w["difference_ci95"]
+            table = w["table"]
+            rows.append(
+                (
+                    name,
+                    str(w["pairs"]),
+                    str(table["both_right"]),
+                    str(table["baseline_only"]),
+                    str(table["candidate_only"]),
+                    str(table["both_wrong"]),
+                    _number(w["difference"]),
+                    "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]",
+                    _number(w["mcnemar_p"]),
+                    _number(w["always_valid_p"]),
+                    w["decision"],
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        for row in rows:
+            lines.append("  " + "  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)))
+        lines.append("")
+    return lines

@@ -120,6 +120,9 @@ class Service:
                 settings.max_pending,
                 settings.class_allowlist,
             ),
+            comparisons=settings.comparisons,
+            comparison_alpha=settings.comparison_alpha,
+            comparison_effect=settings.comparison_effect,
         )
         self._registry = CollectorRegistry(auto_describe=False)
         self.guard = LabelGuard(settings.max_models, settings.max_classes, settings.class_allowlist)
@@ -311,6 +314,17 @@ class Service:
                 }
                 for key, series in sorted(self._series.items())
             ],
+        }
+
+    def comparisons(self, window: str | None) -> dict[str, Any]:
+        name = self._window_name(window)
+        engine = self.engine
+        return {
+            "window": name,
+            "windows": [spec.name for spec in engine.specs],
+            "alpha": engine.comparison_alpha,
+            "effect": engine.comparison_effect,
+            "comparisons": engine.comparisons_report(self.now(), [name]),
         }
 
     def readiness(self) -> Readiness:

@@ -48,6 +48,7 @@ from feedback_stream.core2.experiments import Experiments
 from feedback_stream.core2.topics import DEFAULT_FEEDBACK_TOPIC, DEFAULT_PREFIX, topic_pattern
 from feedback_stream.es.settings import ElasticsearchSettings, HistorySettings
 from feedback_stream.model_kinds import ModelKinds
+from feedback_stream.paired import parse_pair_rules
 from feedback_stream.resolvers.prediction import parse_prediction_urls
 from feedback_stream.windows import WindowSpec, parse_duration
 
@@ -262,6 +263,24 @@ class Settings(BaseSettings):
         description="TOML file declaring model kinds (classification, binary with threshold, "
         "regression) by namespace/deployment/predictor/model globs; empty: detect",
     )
+    comparisons: CommaList = Field(
+        default_factory=list,
+        description="baseline->candidate predictor pairs to compare (default->shadow), comma "
+        "separated; empty: every two predictors of a deployment, `default` as the baseline",
+    )
+    comparison_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="error rate of the always-valid comparison test (a false 'better' or "
+        "'worse' at most this often, however often it is watched)",
+    )
+    comparison_effect: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="accuracy difference the 'labelled pairs needed' estimate is for",
+    )
     state_dir: str = Field(
         "",
         description="folder for per-partition state checkpoints taken on revoke and shutdown, "
@@ -303,6 +322,7 @@ class Settings(BaseSettings):
         "class_allowlist",
         "seldon_experiments",
         "prediction_urls",
+        "comparisons",
         mode="before",
     )
     @classmethod
@@ -375,6 +395,12 @@ class Settings(BaseSettings):
                 f"{value!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
             )
         return level
+
+    @field_validator("comparisons")
+    @classmethod
+    def _check_comparisons(cls, value: list[str]) -> list[str]:
+        parse_pair_rules(value)
+        return value
 
     @property
     def kafka_enabled(self) -> bool:

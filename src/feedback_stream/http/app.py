@@ -115,6 +115,9 @@ class Backend(Protocol):
     def history(self, window: str | None) -> dict[str, Any]:
         """Accuracy over time per model in ``window``, for the live page's chart."""
 
+    def comparisons(self, window: str | None) -> dict[str, Any]:
+        """Every baseline vs candidate comparison in ``window`` (paired statistics)."""
+
     def readiness(self) -> Readiness: ...
 
     def status(self) -> dict[str, Any]:
@@ -187,6 +190,7 @@ def create_app(
     app.router.add_get("/api/v1/metrics", handlers.metrics_json)
     app.router.add_get("/api/v1/history", handlers.history)
     app.router.add_get("/api/v1/status", handlers.status)
+    app.router.add_get("/api/v1/comparisons", handlers.comparisons)
     return app
 
 
@@ -384,5 +388,11 @@ class _Handlers:
     async def history(self, request: web.Request) -> web.Response:
         try:
             return _json(self._backend.history(request.query.get("window")))
+        except ValueError as exc:
+            return _problem(_BatchProblem("bad_window", str(exc)))
+
+    async def comparisons(self, request: web.Request) -> web.Response:
+        try:
+            return _json(self._backend.comparisons(request.query.get("window")))
         except ValueError as exc:
             return _problem(_BatchProblem("bad_window", str(exc)))

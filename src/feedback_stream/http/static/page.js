@@ -1,6 +1,7 @@
 // The live page: polls the processor's own JSON API and draws, per deployment,
 // accuracy over time per predictor (one SVG chart), the current
-// precision/recall/F1 table and the label coverage. Plain JS, no dependencies:
+// precision/recall/F1 table, the label coverage and the paired comparison of
+// its predictors (default vs shadow). Plain JS, no dependencies:
 // the processor serves it as it is, with no build step and no CDN.
 "use strict";
 
@@ -210,6 +211,38 @@ function notes(models) {
   return div;
 }
 
+function points(x) {
+  return x === null || x === undefined ? "–" : `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
+}
+
+// One paragraph per comparison: the always-valid decision in words, then the
+// difference with its interval, the disagreements and the pairs still needed.
+function comparisonBlock(c, window, alpha, effect) {
+  const w = c.windows[window];
+  const cand = modelName(c.candidate), base = modelName(c.baseline);
+  const div = el("div", { class: "comparison", "data-comparison": `${base}->${cand}`,
+                          "data-decision": w.decision });
+  let verdict;
+  if (w.decision === "better") verdict = `${cand} is better than ${base}`;
+  else if (w.decision === "worse") verdict = `${cand} is worse than ${base}`;
+  else verdict = `${cand} vs ${base}: no difference yet`;
+  div.append(el("p", { class: `verdict ${w.decision === "no difference yet" ? "muted" : ""}` },
+                verdict));
+  const ci = w.difference_ci95;
+  const detail = [
+    `accuracy difference ${points(w.difference)} points`
+      + (ci ? ` (95% interval ${points(ci[0])} to ${points(ci[1])})` : ""),
+    `${w.discordant} of ${w.pairs} paired answers disagree`
+      + ` (${cand} right in ${w.table.candidate_only}, ${base} in ${w.table.baseline_only})`,
+    `always-valid p = ${fmt(w.always_valid_p)} (decides at ${alpha}), McNemar p = ${fmt(w.mcnemar_p)}`,
+  ];
+  if (w.decision === "no difference yet" && w.pairs_needed !== null)
+    detail.push(`about ${w.pairs_needed} more labelled pairs would detect a`
+                + ` ${(100 * effect).toFixed(1)}-point difference`);
+  div.append(el("p", { class: "muted" }, detail.join(" · ")));
+  return div;
+}
+
 function group(models, key) {
   const out = new Map();
   for (const m of models) {
@@ -276,12 +309,13 @@ async function refresh() {
   const status = document.getElementById("status");
   try {
     const q = chosenWindow ? `?window=${encodeURIComponent(chosenWindow)}` : "";
-    const [models, history, health] = await Promise.all([
+    const [models, history, health, comparisons] = await Promise.all([
       getJSON(`/api/v1/models${q}`), getJSON(`/api/v1/history${q}`),
-      getJSON("/api/v1/status")]);
+      getJSON("/api/v1/status"), getJSON(`/api/v1/comparisons${q}`)]);
     const line = document.getElementById("health");
     line.textContent = healthLine(health);
     line.className = health.broker && !health.broker.connected ? "error" : "muted";
+    const comparisonsBy = group(comparisons.comparisons, (c) => `${c.namespace}/${c.deployment}`);
     const select = document.getElementById("window");
     if (!select.options.length) {
       for (const w of history.windows) select.append(el("option", { value: w }, w));
@@ -299,6 +333,13 @@ async function refresh() {
                         `${dep} — ${windowTitle(history.window)}`),
                      drawChart(series, history.now ?? Date.now() / 1000, history.interval_s),
                      legend(series, history.window), summaryTable(ms), notes(ms));
+      const paired = comparisonsBy.get(dep) || [];
+      if (paired.length) {
+        section.append(el("h3", {}, `paired comparison (${comparisons.window} window)`));
+        for (const c of paired)
+          section.append(comparisonBlock(c, comparisons.window, comparisons.alpha,
+                                         comparisons.effect));
+      }
       for (const kind of ["binary", "classification", "regression"]) {
         const panel = scoresTable(ms, kind);
         if (panel) section.append(panel);
