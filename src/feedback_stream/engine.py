@@ -22,13 +22,15 @@ from typing import Any, Final, Literal
 
 from feedback_stream import snapshot
 from feedback_stream.caps import Caps
+from feedback_stream.cbpe import calibration, estimate, pending_windows
 from feedback_stream.decode import DecodeError, decode_kafka_record
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.join import DEFAULT_TTL_S, JoinResult
 from feedback_stream.join import Sequence as OutcomeSequence
+from feedback_stream.label_delay import percentiles
 from feedback_stream.metrics import Counts, WindowMetrics, compute
 from feedback_stream.model_kinds import ModelKinds
-from feedback_stream.outcomes import TimeBasis
+from feedback_stream.outcomes import Outcome, TimeBasis
 from feedback_stream.paired import Comparison, pair_table, parse_pair_rules
 from feedback_stream.paired_statistics import PairedComparison, compare
 from feedback_stream.partition import (
@@ -371,5 +373,75 @@ class Engine:
             )
         kinds = {key: self.kind(key) for key, _, _ in models}
         document = build_report(models, self.events(), self.pending, kinds)
+        extras = self.unlabelled(now, names)
+        for (key, _, _), model in zip(models, document["models"], strict=True):
+            for name, window in model["windows"].items():
+                window.update(extras[key][name])
         document["comparisons"] = self.comparisons_report(now, names)
         return document
+
+    def _live(self, key: ModelKey, spec: WindowSpec, at: float) -> list[Outcome]:
+        """The outcomes one time or count window of one model holds, merged over states."""
+        states = [s for s in self.states.values() if key in s.models]
+        for state in states:
+            state.advance(at)
+        union = [o for s in states for o in s.models[key].windows[spec.name].live()]
+        if spec.kind is WindowKind.COUNT and len(states) > 1:
+            union.sort(key=lambda o: o.seq)
+            union = union[-spec.size :]
+        return union
+
+    def label_delays(
+        self, key: ModelKey, window: str, now: float | None = None
+    ) -> dict[str, float | None]:
+        """p50 / p90 / p99 label delay (s) of one window of one model.
+
+        Exact for time and count windows (their responses, once each); from
+        the model's delay buckets for the cumulative one
+        (:mod:`feedback_stream.label_delay`).
+        """
+        at = self.clock if now is None or now < self.clock else now
+        spec = self._spec(window)
+        if spec.kind is WindowKind.TOTAL:
+            return self.model_counters(key).label_delays.percentiles()
+        return percentiles(
+            o.feedback_time - o.response_time for o in self._live(key, spec, at) if o.row == 0
+        )
+
+    def unlabelled(
+        self, now: float | None = None, windows: Sequence[str] | None = None
+    ) -> dict[ModelKey, dict[str, dict[str, Any]]]:
+        """Per model and window: what the labels do not say yet.
+
+        ``estimated_accuracy``: the confidence-based estimate of the accuracy
+        of the responses still waiting for feedback (:mod:`feedback_stream.cbpe`);
+        ``calibration``: observed accuracy vs mean top score of the labelled
+        rows; ``label_delay_s``: p50 / p90 / p99 label delay.
+        """
+        at = self.clock if now is None or now < self.clock else now
+        names = list(windows) if windows is not None else [s.name for s in self.specs]
+        specs = [self._spec(name) for name in names]
+        pending = (
+            pending_windows(
+                (item for state in self.states.values() for item in state.join.pending_scores()),
+                specs,
+                at,
+            )
+            if at != float("-inf")
+            else {}
+        )
+        out: dict[ModelKey, dict[str, dict[str, Any]]] = {}
+        for key in self.model_keys():
+            sums = pending.get(key, {})
+            per: dict[str, dict[str, Any]] = {}
+            for name in names:
+                estimated = estimate(sums[name]) if name in sums else None
+                quality = self.counts(key, name, now, share=True).quality
+                check = calibration(quality.probability if quality is not None else None)
+                per[name] = {
+                    "estimated_accuracy": estimated.to_dict() if estimated else None,
+                    "calibration": check.to_dict() if check else None,
+                    "label_delay_s": self.label_delays(key, name, now),
+                }
+            out[key] = per
+        return out

@@ -695,6 +695,20 @@ class JoinStore:
         entry.marks.add(mark)
         return True
 
+    def pending_scores(self) -> Iterator[tuple[ModelKey, float, tuple[float, ...]]]:
+        """(model, response time, top score of each row) of every scored response still
+        without feedback: what confidence-based estimation reads (:mod:`feedback_stream.cbpe`).
+
+        Responses of regression models, and responses without scores, are left out.
+        """
+        for entry in self._entries.values():
+            for response in _items(entry.responses):
+                scores = response.scores
+                if response.labelled or scores is None or scores.kind is ModelKind.REGRESSION:
+                    continue
+                rows = len(response.classes)
+                yield response.key, response.time, tuple(scores.confidence(r) for r in range(rows))
+
     def holds(self, puid: str) -> bool:
         """Whether the store still holds ``puid`` (its outcomes can still be amended)."""
         return puid in self._entries

@@ -19,6 +19,7 @@ from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import DEFAULT_TTL_S, EventStatus, JoinResult, JoinStore
 from feedback_stream.join import Sequence as OutcomeSequence
+from feedback_stream.label_delay import DelayHistogram
 from feedback_stream.metrics import Counts
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis, to_tick
@@ -120,6 +121,8 @@ class ModelCounters:
     # Integer microseconds, so that the sum does not depend on the order of
     # partitions it is merged from (float addition is not associative).
     label_delay_sum_us: int = 0
+    label_delays: DelayHistogram = field(default_factory=DelayHistogram)
+    """Label delays at first feedback, for percentiles (:mod:`feedback_stream.label_delay`)."""
     last_feedback_time: float | None = None
     applied: Counter[str] = field(default_factory=Counter)
     retracted: Counter[str] = field(default_factory=Counter)
@@ -139,6 +142,7 @@ class ModelCounters:
         self.conflicts += other.conflicts
         self.label_delay_count += other.label_delay_count
         self.label_delay_sum_us += other.label_delay_sum_us
+        self.label_delays.merge(other.label_delays)
         if other.last_feedback_time is not None and (
             self.last_feedback_time is None or other.last_feedback_time > self.last_feedback_time
         ):
@@ -159,6 +163,7 @@ class ModelCounters:
             "conflicts": self.conflicts,
             "label_delay_count": self.label_delay_count,
             "label_delay_sum_us": self.label_delay_sum_us,
+            "label_delays": self.label_delays.to_dict(),
             "last_feedback_time": self.last_feedback_time,
             "applied": dict(self.applied),
             "retracted": dict(self.retracted),
@@ -179,6 +184,7 @@ class ModelCounters:
             conflicts=data["conflicts"],
             label_delay_count=data["label_delay_count"],
             label_delay_sum_us=data["label_delay_sum_us"],
+            label_delays=DelayHistogram.from_dict(data.get("label_delays", {})),
             last_feedback_time=data["last_feedback_time"],
             applied=Counter(data["applied"]),
             retracted=Counter(data["retracted"]),
@@ -335,6 +341,7 @@ class PartitionState:
         if head.label_delay is not None:
             counters.label_delay_count += sign
             counters.label_delay_sum_us += sign * round(head.label_delay * 1_000_000)
+            counters.label_delays.add(head.label_delay, sign)
 
     def advance(self, now: float) -> None:
         """Move the clock (and every window) to ``now``, if that is later."""

@@ -37,6 +37,7 @@ from feedback_stream.caps import OVERFLOW_KEY
 from feedback_stream.comparison_metrics import comparison_families
 from feedback_stream.decode import EVENT_TYPES, DecodeError
 from feedback_stream.engine import Engine
+from feedback_stream.estimate_metrics import unlabelled_families
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult
 from feedback_stream.outcomes import Outcome
@@ -470,6 +471,7 @@ class WindowCollector(Collector):
         for (topic, partition), behind in sorted(self._lag().items()):
             lag.add_metric([topic, str(partition)], behind)
         yield from comparison_families(engine, now, self._guard.admits)
+        yield from unlabelled_families(engine, now, self._guard.admits)
         yield from (
             outcomes, known, correct, accuracy, ci_lower, ci_upper,
             precision, recall, f1, support, avg_precision, avg_recall, avg_f1,

@@ -270,6 +270,7 @@ class Service:
         name = self._window_name(window)
         now = self.now()
         out = []
+        unlabelled = self.engine.unlabelled(now, [name])
         for key in self.engine.model_keys():
             counters = self.engine.model_counters(key)
             kind, declared = self.engine.kind(key)
@@ -288,7 +289,10 @@ class Service:
                     "kind_declared": declared,
                     "needs_kind": counters.needs_kind,
                     "windows": [spec.name for spec in self.engine.specs],
-                    "current": _current(name, self.engine.metrics(key, name, now, matrix=False)),
+                    "current": {
+                        **_current(name, self.engine.metrics(key, name, now, matrix=False)),
+                        **unlabelled[key][name],
+                    },
                 }
             )
         return out

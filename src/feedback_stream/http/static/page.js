@@ -167,6 +167,43 @@ function scoresTable(models, kind) {
   return table;
 }
 
+function seconds(x) {
+  if (x === null || x === undefined) return "–";
+  if (x < 60) return `${x.toFixed(1)} s`;
+  if (x < 3600) return `${(x / 60).toFixed(1)} min`;
+  if (x < 86400) return `${(x / 3600).toFixed(1)} h`;
+  return `${(x / 86400).toFixed(1)} d`;
+}
+
+// What the labels do not say yet: the accuracy estimated from the scores of
+// the responses still waiting for feedback (CBPE), whether the scores of the
+// labelled ones were calibrated (so whether to trust it), and label delays.
+function unlabelledTable(models) {
+  const table = el("table", { class: "unlabelled" });
+  const head = el("tr");
+  for (const h of ["predictor", "awaiting feedback", "estimated accuracy (95%)",
+                   "labelled: accuracy vs mean confidence", "label delay p50 / p90 / p99"])
+    head.append(el("th", {}, h));
+  table.append(head);
+  for (const m of models) {
+    const w = m.current || {};
+    const e = w.estimated_accuracy, c = w.calibration, d = w.label_delay_s || {};
+    const tr = el("tr", { "data-model": modelName(m) });
+    tr.append(el("td", {}, modelName(m)),
+              el("td", {}, e ? String(e.rows) : "0"),
+              el("td", { "data-estimated": e ? e.accuracy.toFixed(3) : "" },
+                 e ? `${fmt(e.accuracy)} (${fmt(e.accuracy_ci95[0])} – ${fmt(e.accuracy_ci95[1])})`
+                   : "–"),
+              el("td", { "data-calibrated": c ? String(c.calibrated) : "" },
+                 c ? `${fmt(c.observed_accuracy)} vs ${fmt(c.mean_confidence)}`
+                     + (c.calibrated ? " (calibrated)" : " (not calibrated: do not trust the estimate)")
+                   : "–"),
+              el("td", {}, `${seconds(d.p50)} / ${seconds(d.p90)} / ${seconds(d.p99)}`));
+    table.append(tr);
+  }
+  return table;
+}
+
 function summaryTable(models) {
   const table = el("table", { class: "summary" });
   const head = el("tr");
@@ -332,7 +369,8 @@ async function refresh() {
       section.append(el("h2", { "data-window": history.window },
                         `${dep} — ${windowTitle(history.window)}`),
                      drawChart(series, history.now ?? Date.now() / 1000, history.interval_s),
-                     legend(series, history.window), summaryTable(ms), notes(ms));
+                     legend(series, history.window), summaryTable(ms), unlabelledTable(ms),
+                     notes(ms));
       const paired = comparisonsBy.get(dep) || [];
       if (paired.length) {
         section.append(el("h3", {}, `paired comparison (${comparisons.window} window)`));
