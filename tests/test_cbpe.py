@@ -10,6 +10,7 @@ must tell the two streams apart.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from feedback_stream.cbpe import (
     ConfidenceSums,
@@ -17,7 +18,9 @@ from feedback_stream.cbpe import (
     estimate,
     pending_windows,
 )
-from feedback_stream.events import ModelKey
+from feedback_stream.engine import Engine
+from feedback_stream.events import Event, EventKind, ModelKey
+from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.probability import ProbabilityScores, probability_term
 from feedback_stream.windows import WindowSpec
 
@@ -114,3 +117,67 @@ def test_each_window_holds_its_pending_rows() -> None:
     assert mine["2"].rows == 2  # the newest two rows: 260's and 200's
     assert abs(mine["2"].confidence - (0.99 + 0.7)) < 1e-12
     assert windows[other]["60s"].rows == 1
+
+
+def _engine_stream(
+    seed: int, n: int, power: float, labelled_share: float
+) -> tuple[Engine, float, float]:
+    """n responses of a declared classification model with probability rows; a share
+    gets feedback. Returns the engine, the true accuracy of the held-back rows and the
+    mean top score of those rows."""
+    rng = np.random.default_rng(seed)
+    kinds = ModelKinds.parse({"model": [{"deployment": "dep", "kind": "classification"}]})
+    engine = Engine(["total", "60s", "100"], ttl=10**6, kinds=kinds)
+    held_right, held_top = [], []
+    for i in range(n):
+        top = float(rng.uniform(0.4, 1.0))
+        rest = (1.0 - top) / 2
+        row = [top, rest, 1.0 - top - rest]
+        right = bool(rng.random() < top**power)
+        truth = "a" if right else "b"
+        at = 1000.0 + i
+        engine.process_event(
+            Event(
+                EventKind.RESPONSE, f"p{i}", KEY, at, ("r", str(i)),
+                classes=("a",), names=("a", "b", "c"), values=[row],
+            )
+        )  # fmt: skip
+        if rng.random() < labelled_share:
+            engine.process_event(
+                Event(
+                    EventKind.FEEDBACK, f"p{i}", ModelKey("ns", "dep"), at + 1, ("f", str(i)),
+                    classes=(truth,), names=("a", "b", "c"),
+                )
+            )  # fmt: skip
+        else:
+            held_right.append(right)
+            held_top.append(top)
+    return engine, float(np.mean(held_right)), float(np.mean(held_top))
+
+
+def test_through_the_engine_a_calibrated_model_is_estimated_within_its_error() -> None:
+    covered = 0
+    for seed in range(20):
+        engine, truth, mean_top = _engine_stream(seed, 400, 1.0, 0.5)
+        window = engine.unlabelled()[KEY]["total"]
+        estimated = window["estimated_accuracy"]
+        assert estimated["accuracy"] == pytest.approx(mean_top, abs=1e-12)
+        low, high = estimated["accuracy_ci95"]
+        covered += low <= truth <= high
+        assert window["calibration"]["rows"] + estimated["rows"] == 400
+    assert covered >= 17  # nominal 19 of 20
+
+
+def test_through_the_engine_an_overconfident_model_is_flagged() -> None:
+    engine, truth, _ = _engine_stream(7, 600, 4.0, 0.5)
+    report = engine.report()
+    (model,) = report["models"]
+    total = model["windows"]["total"]
+    assert total["calibration"]["calibrated"] is False
+    assert total["calibration"]["gap"] < -0.1
+    low, high = total["estimated_accuracy"]["accuracy_ci95"]
+    assert not low <= truth <= high  # the estimate is off, and the check said so
+    # The count window holds the newest 100 pending rows, the time window those of the last 60 s.
+    assert model["windows"]["100"]["estimated_accuracy"]["rows"] == 100
+    assert model["windows"]["60s"]["estimated_accuracy"]["rows"] <= 60
+    assert model["windows"]["60s"]["label_delay_s"] == {"p50": 1.0, "p90": 1.0, "p99": 1.0}
