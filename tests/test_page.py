@@ -159,6 +159,10 @@ async def test_the_page_draws_default_and_shadow_accuracy(tmp_path: Path) -> Non
     assert 'data-decision="worse"' in dom
     assert "shadow / classifier is worse than default / classifier" in dom
     assert "paired answers disagree" in dom
+    # What the labels do not say yet: every request got feedback, so nothing awaits it,
+    # and the label delays are shown.
+    assert "awaiting feedback" in dom
+    assert "label delay p50 / p90 / p99" in dom
 
 
 def _columns_with_colour(

@@ -109,6 +109,7 @@ async def test_exposition_passes_promtool_check_metrics(tmp_path: Path) -> None:
         "feedback_stream_comparison_always_valid_p_value",
         "feedback_stream_comparison_decision",
         "feedback_stream_comparison_pairs_needed",
+        "feedback_stream_awaiting_feedback_rows",
     ):
         assert name in names, name
     pairs = [
