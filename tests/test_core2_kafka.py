@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from feedback_stream.core2 import DEFAULT_FEEDBACK_TOPIC
 from feedback_stream.core2.convert import core2_model, experiments_for, to_core2
 from feedback_stream.events import ModelKey
 from feedback_stream.generator import (
@@ -170,3 +173,56 @@ async def test_core2_topics_through_kafka_equal_sklearn(kafka_bootstrap: str) ->
             assert_gauges_match(samples, key, window, want)
     errors = ModelKey(NAMESPACE, "iris-pipe", "", "income-default")
     assert samples[("feedback_stream_model_errors_total", model_labels(errors))] == 4.0
+
+
+async def test_core2_feedback_posted_to_the_feedback_endpoint_joins_the_topics(
+    kafka_bootstrap: str,
+) -> None:
+    prefix = unique("seldon")
+    config = replace(_config(), seed=23, feedback_scope="predictor")
+    records = list(to_core2(generate_records(config), seed=23, prefix=prefix))
+    feedback = [r for r in records if r["topic"] == DEFAULT_FEEDBACK_TOPIC]
+    logged = [r for r in records if r["topic"] != DEFAULT_FEEDBACK_TOPIC]
+    assert any("seldon-model" in r["headers"] for r in feedback)
+    for topic in sorted({r["topic"] for r in logged}):
+        await create_topic(kafka_bootstrap, topic)
+    await _produce(kafka_bootstrap, logged)
+    service_settings = settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_group_id=unique("core2"),
+        windows=["total"],
+        source="seldon-core-2",
+        seldon_topic_prefix=prefix,
+        seldon_namespace=NAMESPACE,
+        seldon_read_inputs=True,
+        seldon_experiments=experiments_for(config),
+    )
+    async with running(service_settings) as (service, url):
+        assert service.kafka is not None
+        kafka = service.kafka
+        await wait_until(lambda: kafka.records == len(logged), 90, "every record consumed")
+        async with aiohttp.ClientSession() as session:
+            for record in feedback:  # in stream order: an amendment is posted after its original
+                headers = {"Seldon-Puid": record["headers"]["x-request-id"]}
+                if "seldon-model" in record["headers"]:
+                    headers["Seldon-Model"] = record["headers"]["seldon-model"]
+                async with session.post(
+                    f"{url}/api/v1.0/feedback", headers=headers, json=record["value"]
+                ) as answer:
+                    assert answer.status == 200, await answer.text()
+        document = await get_json(f"{url}/api/v1/metrics")
+    assert document["events"]["feedback"] == len(feedback)
+    assert document["events"]["invalid"] == 0
+    got = {
+        ModelKey(m["namespace"], m["deployment"], m["predictor"], m["model"]): m
+        for m in document["models"]
+    }
+    for key, want in oracle(intended_outcomes(config)).items():
+        model = core2_model(key)
+        if key.deployment == "iris":
+            predictor = "default" if key.predictor == "default" else model
+            assert_window_matches(
+                got[ModelKey(NAMESPACE, "iris", predictor, model)]["windows"]["total"], want
+            )
+        else:
+            assert_window_matches(got[ModelKey(NAMESPACE, "", "", model)]["windows"]["total"], want)

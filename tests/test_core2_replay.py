@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
@@ -21,7 +23,6 @@ from feedback_stream.core2.convert import core2_model, experiments_for, to_core2
 from feedback_stream.core2.grpc_predict_v2_pb2 import ModelInferResponse
 from feedback_stream.core2.replaying import Core2Replay
 from feedback_stream.core2.tensors import RAW_FORMAT
-from feedback_stream.decode import decode_http
 from feedback_stream.engine import Engine
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.generator import (
@@ -33,7 +34,7 @@ from feedback_stream.generator import (
 )
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.replay import replay
-from tests._processor import assert_window_matches, oracle
+from tests._processor import assert_window_matches, get_json, oracle, running, settings
 
 WINDOWS = ["total", "1m", "500"]
 
@@ -219,17 +220,30 @@ def test_the_docs_feedback_examples_are_read_as_feedback() -> None:
         ("setosa",),
         1.0,
     )
+
+
+async def test_the_docs_feedback_request_is_accepted_by_the_feedback_endpoint() -> None:
+    text = (DOCS / "seldon-core-2.md").read_text(encoding="utf-8")
+    section = text.split("## Feedback", 1)[1].split("## Experiments", 1)[0]
     curl = section.split("```sh\ncurl", 1)[1].split("```", 1)[0]
-    headers = dict(re.findall(r"-H '([^:]+): ([^']+)'", curl))
+    url = re.search(r"-X POST (\S+)", curl)
     data = re.search(r"-d '([^']+)'", curl)
+    assert url is not None
     assert data is not None
-    posted = decode_http(headers, data.group(1).encode(), 1.0, SourcePosition("http", 0, 0))
-    assert isinstance(posted, Event)
-    assert (posted.kind, posted.puid, posted.reward) == (
-        EventKind.FEEDBACK,
-        "cq2v7e0s3b1d8n4tq2a0",
-        1.0,
-    )
+    headers = dict(re.findall(r"-H '([^:]+): ([^']+)'", curl))
+    path = urlsplit(url.group(1)).path
+    async with running(settings(source="seldon-core-2")) as (service, base):
+        assert service.core2 is not None  # the source changes Kafka only: HTTP is the same
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}{path}", headers=headers, data=data.group(1)) as answer,
+        ):
+            assert answer.status == 200, await answer.text()
+            body = await answer.json()
+        assert body["meta"]["puid"] == "cq2v7e0s3b1d8n4tq2a0"
+        document = await get_json(f"{base}/api/v1/metrics")
+    assert document["events"]["feedback"] == 1
+    assert document["events"]["invalid"] == 0
 
 
 def test_a_core2_binary_model_s_scores_give_sklearn_s_roc_auc_log_loss_and_brier() -> None:
