@@ -164,3 +164,22 @@ def test_an_unreachable_broker_fails_start_without_leaking_clients(extra: list[s
     assert "Unable to bootstrap" in completed.stderr
     assert "Unclosed" not in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_a_port_in_use_names_the_setting_to_change() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = subprocess.run(
+            [str(EXECUTABLE), "run", "--http-host", "127.0.0.1", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert completed.returncode == 1, completed.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in completed.stderr
+    assert "set --http-port / FEEDBACK_STREAM_HTTP_PORT" in completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -66,7 +66,9 @@ class Listeners:
             refusals=self._refusals,
             middlewares=auth if shared else [],
         )
-        self.read_runner = await self._serve(read, s.http_host, s.http_port, tls)
+        self.read_runner = await self._serve(
+            read, s.http_host, s.http_port, tls, "--http-port / FEEDBACK_STREAM_HTTP_PORT"
+        )
         self.read_port = _bound_port(self.read_runner, s.http_port)
         _log.info("HTTP on %s://%s:%d", scheme, s.http_host, self.read_port)
         if shared:
@@ -82,14 +84,21 @@ class Listeners:
                 refusals=self._refusals,
                 middlewares=auth,
             )
-            runner = await self._serve(ingest, host, s.ingest_port, tls)
+            runner = await self._serve(
+                ingest, host, s.ingest_port, tls, "--ingest-port / FEEDBACK_STREAM_INGEST_PORT"
+            )
             self.ingest_port = _bound_port(runner, s.ingest_port)
             _log.info("ingest on %s://%s:%d", scheme, host, self.ingest_port)
         if token:
             _log.info("ingest asks for the bearer token")
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        setting: str,
     ) -> web.AppRunner:
         runner = web.AppRunner(
             app,
@@ -99,7 +108,13 @@ class Listeners:
         )
         await runner.setup()
         self._runners.append(runner)
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        except OSError as exc:
+            # Say which setting to change, not only the socket's errno.
+            raise OSError(
+                exc.errno, f"cannot listen on {host}:{port} ({exc.strerror}); set {setting}"
+            ) from exc
         return runner
 
     async def stop(self) -> None:
