@@ -114,6 +114,16 @@ def test_core2_records_give_the_numbers_of_the_v1_stream_and_of_sklearn(seed: in
     core2_events = core2_engine.report(core2_result.clock)["events"]
     assert core2_events == v1_events
 
+    # The experiment's default and shadow are compared as v1's default and shadow predictors.
+    v1_pairs = v1_engine.report(v1_result.clock)["comparisons"]
+    core2_pairs = core2_engine.report(core2_result.clock)["comparisons"]
+    assert [p["deployment"] for p in core2_pairs] == ["iris", "wine"]
+    assert [p["deployment"] for p in v1_pairs] == ["iris", "wine"]
+    for theirs, ours in zip(v1_pairs, core2_pairs, strict=True):
+        assert ours["baseline"]["predictor"] == "default"
+        assert ours["candidate"]["model"] == f"{ours['deployment']}-shadow"
+        assert ours["windows"] == theirs["windows"]
+
     for key, want in oracle(intended_outcomes(config)).items():
         assert_window_matches(
             core2_report[_core2_key(key, in_experiments)]["windows"]["total"], want
