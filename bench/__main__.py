@@ -16,7 +16,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import core, history, hostile, kafka_e2e, latency, memory, render, report, scaling
+from bench import (
+    core,
+    durable_state,
+    history,
+    hostile,
+    kafka_e2e,
+    latency,
+    memory,
+    render,
+    report,
+    scaling,
+)
 from bench.broker import running_broker
 from bench.result import Context, Figure
 
@@ -29,8 +40,9 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "latency": latency.run,
     "scaling": scaling.run,
     "history": history.run,
+    "durable": durable_state.run,
 }
-NEEDS_KAFKA = frozenset({"kafka", "latency", "scaling"})
+NEEDS_KAFKA = frozenset({"kafka", "latency", "scaling", "durable"})
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

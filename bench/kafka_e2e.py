@@ -282,7 +282,13 @@ async def _ours(args: argparse.Namespace) -> None:
                 stamps["last"] = time.time()
                 done.set()
 
-    settings = service_settings(args.bootstrap, args.topic, args.group, kafka_max_batch=MAX_BATCH)
+    settings = service_settings(
+        args.bootstrap,
+        args.topic,
+        args.group,
+        kafka_max_batch=MAX_BATCH,
+        state_changelog=args.state == "on",
+    )
     service = _Timed(settings)
     await service.start()
     as_in_service_run()
@@ -316,6 +322,9 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--group", required=True)
     parser.add_argument("--expected", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--state", choices=("on", "off"), default="on", help="durable state (the state topic)"
+    )
     args = parser.parse_args(argv)
     asyncio.run(_raw(args) if args.contender == "raw" else _ours(args))
     return 0

@@ -55,6 +55,7 @@ def settings(**values: Any) -> Settings:
         "http_port": 0,
         "tick_interval_s": 0.2,
         "kafka_poll_timeout_ms": 100,
+        "state_topic_replication_factor": 1,  # the test broker is one node
     }
     base.update(values)
     return Settings(**base)

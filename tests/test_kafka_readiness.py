@@ -58,7 +58,7 @@ async def test_a_topic_created_after_start_is_consumed_within_seconds(
             "readyz naming the missing topic",
         )
         status, body = await _readyz(url)
-        assert body["checks"] == {"http": True, "kafka_assigned": False}
+        assert body["checks"] == {"http": True, "kafka_assigned": False, "state_restored": True}
         created = time.monotonic()
         await create_topic(kafka_bootstrap, topic)
         await produce(kafka_bootstrap, topic, records)
@@ -113,7 +113,10 @@ async def test_a_member_whose_group_peers_own_every_partition_says_so(
             assert first.kafka is not None
             assert second.kafka is not None
             owners = [bool(first.kafka.assigned), bool(second.kafka.assigned)]
-            return sorted(owners) == [False, True]
+            # Both have joined (a first member restoring its state can own the
+            # partition before the second has been given anything).
+            joined = first.kafka.assigned_once.is_set() and second.kafka.assigned_once.is_set()
+            return joined and sorted(owners) == [False, True]
 
         await wait_until(settled, 60, "one owner of the one partition")
         idle_url = second_url if first.kafka and first.kafka.assigned else first_url

@@ -206,16 +206,22 @@ class Engine:
 
     def restore(self, key: StateKey, data: bytes) -> None:
         """Replace the state of ``key`` with a snapshot taken by :meth:`snapshot`."""
-        state = snapshot.loads(data, self.sequence, self.specs)
+        self.install(key, snapshot.loads(data, self.sequence, self.specs))
+
+    def install(self, key: StateKey, state: PartitionState) -> None:
+        """Make ``state`` (restored from a snapshot or a changelog) the state of ``key``.
+
+        It must have been built with this engine's ``sequence``.
+        """
         state.caps = self.caps
-        # What the snapshot tracks stays tracked: it was within the caps when taken.
+        # What the state tracks stays tracked: it was within the caps when saved.
         self.caps.admit(state.models)
         self.caps.admit(state.model_counters)
         for model, windows in state.models.items():
             for window in windows.windows.values():
                 cells = window.counts().confusion
                 self.caps.track_classes(model, (label for cell in cells for label in cell))
-        # The configuration in force now wins over the one the snapshot was taken
+        # The configuration in force now wins over the one the state was saved
         # under; a changed time basis applies to outcomes joined from now on.
         state.join.ttl = self.ttl
         state.join.time_basis = self.time_basis

@@ -37,6 +37,7 @@ the parts that never joined.
 from __future__ import annotations
 
 import heapq
+import struct
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -386,6 +387,11 @@ class JoinStore:
         self._entries: dict[str, _Entry] = {}
         self._deadlines = _Deadlines()
         self._aliases: dict[str, str] = {}
+        self.dropped: list[str] | None = None
+        """When a list, the key of every entry dropped (expired, evicted, merged into
+        another under an alias) is appended, for the changelog to delete. Anything
+        else that drops an entry must do the same, or a restore revives it.
+        """
 
     @property
     def pending(self) -> int:
@@ -467,6 +473,8 @@ class JoinStore:
             if other.responses is not None or other.aliases:
                 return  # a prediction of its own, not another name of this one
             del self._entries[alias]
+            if self.dropped is not None:
+                self.dropped.append(alias)
             entry.seen += other.seen
             for request in _items(other.requests):
                 entry.requests = _append(entry.requests, request)
@@ -508,6 +516,8 @@ class JoinStore:
                 deadlines.push(entry.deadline, puid)
                 continue
             del self._entries[puid]
+            if self.dropped is not None:
+                self.dropped.append(puid)
             self._count_unjoined(entry, expired)
         return expired
 
@@ -548,6 +558,8 @@ class JoinStore:
                 deadlines.push(entry.deadline, puid)
                 continue
             del self._entries[puid]
+            if self.dropped is not None:
+                self.dropped.append(puid)
             count -= 1
             self._count_unjoined(entry, evicted)
         return evicted
@@ -729,6 +741,75 @@ class JoinStore:
                 for pair in entry.pairs.values():
                     yield from pair.outcomes
 
+    def dump_entry(self, puid: str) -> list[Any] | None:
+        """One entry as plain data (a row of :meth:`dump`), or ``None`` if not held.
+
+        The changelog writes one row per changed entry
+        (:mod:`feedback_stream.changelog`).
+        """
+        e = self._entries.get(puid)
+        if e is None:
+            return None
+        feedbacks = _items(e.feedbacks)
+        responses = _items(e.responses)
+        fb_index = {id(f): i for i, f in enumerate(feedbacks)}
+        resp_index = {id(r): i for i, r in enumerate(responses)}
+        return [
+            puid,
+            e.deadline,
+            list(struct.unpack(f"<{len(e.seen) // 8}Q", e.seen)),
+            [[_key_list(k), t] for k, t in _items(e.requests)],
+            [
+                [
+                    _key_list(r.key),
+                    list(r.classes),
+                    r.time,
+                    r.labelled,
+                    None if r.names is None else list(r.names),
+                    None if r.scores is None else r.scores.to_list(),
+                    r.rank,
+                ]
+                for r in responses
+            ],
+            [
+                [
+                    _key_list(f.key),
+                    None if f.truth is None else list(f.truth),
+                    f.reward,
+                    f.time,
+                    f.rank,
+                    f.named,
+                    None if f.embedded is None else list(f.embedded),
+                    None if f.embedded_names is None else list(f.embedded_names),
+                ]
+                for f in feedbacks
+            ],
+            [
+                [
+                    _key_list(k),
+                    fb_index[id(p.feedback)],
+                    resp_index.get(id(p.response), -1),
+                    p.time,
+                    [o.seq for o in p.outcomes],
+                ]
+                for k, p in (e.pairs or {}).items()
+            ],
+            [[_key_list(k), r, w] for k, r, w in (e.marks or set())],
+            list(e.aliases or ()),
+        ]
+
+    def entry_key(self, puid: str) -> str:
+        """The key of the entry holding ``puid``'s events (another puid, for an alias)."""
+        return self._aliases.get(puid, puid) if self._aliases else puid
+
+    def holds_outcome(self, outcome: Outcome) -> bool:
+        """Whether ``outcome`` is applied for a puid the store still holds."""
+        entry = self._entries.get(self.entry_key(outcome.puid))
+        if entry is None or not entry.pairs:
+            return False
+        pair = entry.pairs.get(outcome.key)
+        return pair is not None and any(o is outcome for o in pair.outcomes)
+
     def dump(self) -> dict[str, Any]:
         """Plain data for :mod:`feedback_stream.snapshot`; outcomes by ``seq``.
 
@@ -736,57 +817,7 @@ class JoinStore:
         the logged responses, or ``-1`` for the embedded prediction of its
         feedback.
         """
-        entries = []
-        for puid, e in self._entries.items():
-            feedbacks = _items(e.feedbacks)
-            responses = _items(e.responses)
-            fb_index = {id(f): i for i, f in enumerate(feedbacks)}
-            resp_index = {id(r): i for i, r in enumerate(responses)}
-            entries.append(
-                [
-                    puid,
-                    e.deadline,
-                    [int.from_bytes(e.seen[i : i + 8], "little") for i in range(0, len(e.seen), 8)],
-                    [[_key_list(k), t] for k, t in _items(e.requests)],
-                    [
-                        [
-                            _key_list(r.key),
-                            list(r.classes),
-                            r.time,
-                            r.labelled,
-                            None if r.names is None else list(r.names),
-                            None if r.scores is None else r.scores.to_list(),
-                            r.rank,
-                        ]
-                        for r in responses
-                    ],
-                    [
-                        [
-                            _key_list(f.key),
-                            None if f.truth is None else list(f.truth),
-                            f.reward,
-                            f.time,
-                            f.rank,
-                            f.named,
-                            None if f.embedded is None else list(f.embedded),
-                            None if f.embedded_names is None else list(f.embedded_names),
-                        ]
-                        for f in feedbacks
-                    ],
-                    [
-                        [
-                            _key_list(k),
-                            fb_index[id(p.feedback)],
-                            resp_index.get(id(p.response), -1),
-                            p.time,
-                            [o.seq for o in p.outcomes],
-                        ]
-                        for k, p in (e.pairs or {}).items()
-                    ],
-                    [[_key_list(k), r, w] for k, r, w in (e.marks or set())],
-                    list(e.aliases or ()),
-                ]
-            )
+        entries = [self.dump_entry(puid) for puid in self._entries]
         return {
             "ttl": self.ttl,
             "time_basis": self.time_basis.value,
@@ -801,7 +832,7 @@ class JoinStore:
         store = cls(data["ttl"], TimeBasis(data["time_basis"]), sequence)
         due: list[tuple[float, str]] = []
         for puid, deadline, seen, reqs, resps, fbs, pairs, marks, aliases in data["entries"]:
-            entry = _Entry(deadline, b"".join(h.to_bytes(8, "little") for h in seen))
+            entry = _Entry(deadline, struct.pack(f"<{len(seen)}Q", *seen))
             for k, t in reqs:
                 entry.requests = _append(entry.requests, (ModelKey(*k), t))
             responses = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from feedback_stream.caps import Caps
 from feedback_stream.decode import DecodeError
@@ -27,6 +27,7 @@ from feedback_stream.paired import Comparison, Pairing, PairRule
 from feedback_stream.windows import ModelWindows, WindowSpec
 
 __all__ = [
+    "ChangeObserver",
     "EventCounters",
     "ModelCounters",
     "OutcomeListener",
@@ -56,6 +57,24 @@ OutcomeListener = Callable[[Sequence[Outcome], Sequence[Outcome]], None]
 
 ResultListener = Callable[[Event, JoinResult], None]
 """Called with every accepted or duplicate event and what the join did with it."""
+
+
+class ChangeObserver(Protocol):
+    """What a state tells its changelog tracker (:mod:`feedback_stream.changelog`).
+
+    Called synchronously from :meth:`PartitionState.process`; every call is
+    cheap bookkeeping, the records are built at commit time. Dropped join
+    entries reach the tracker through ``JoinStore.dropped``.
+    """
+
+    def puid_changed(self, puid: str) -> None:
+        """The join entry holding ``puid`` changed (an accepted event)."""
+
+    def model_changed(self, key: ModelKey) -> None:
+        """The counters or windows of model ``key`` changed."""
+
+    def outcomes_moved(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
+        """Outcomes left and entered the windows."""
 
 
 @dataclass(slots=True)
@@ -234,6 +253,8 @@ class PartitionState:
         self.clock = float("-inf")
         self.outcome_listeners: list[OutcomeListener] = []
         self.result_listeners: list[ResultListener] = []
+        self.observer: ChangeObserver | None = None
+        """The changelog tracker of this state, when its changes are made durable."""
 
     @property
     def pending(self) -> int:
@@ -271,14 +292,23 @@ class PartitionState:
                 self.events.amended += 1
             for key in result.responses:
                 self._counters(key).responses += 1
+            observer = self.observer
+            if observer is not None:
+                observer.puid_changed(item.puid)
+                for key in result.responses:
+                    observer.model_changed(key)
         for error in result.errors:
             self.events.invalid[error.code] += 1
             if error.code == "needs_kind":
                 self._counters(item.key).needs_kind += 1
+                if self.observer is not None:
+                    self.observer.model_changed(item.key)
         if result.retracted or result.applied:
             self._move(result)
         for key, _ in result.labelled:
             self._counters(key).labelled += 1
+            if self.observer is not None:
+                self.observer.model_changed(key)
         for result_listener in self.result_listeners:
             result_listener(item, result)
         return result
@@ -318,6 +348,8 @@ class PartitionState:
         self.pairing.update(
             result.retracted, result.applied, self.join.applied, self.clock, clock_tick
         )
+        if self.observer is not None:
+            self.observer.outcomes_moved(result.retracted, result.applied)
         for outcome_listener in self.outcome_listeners:
             outcome_listener(result.retracted, result.applied)
 

@@ -41,6 +41,7 @@ from feedback_stream.estimate_metrics import unlabelled_families
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult
 from feedback_stream.outcomes import Outcome
+from feedback_stream.partition import PartitionState
 from feedback_stream.prometheus_scores import ScoreGauges
 
 __all__ = [
@@ -268,6 +269,69 @@ class ServiceMetrics:
             elif not self._negative_reward_warned:
                 self._negative_reward_warned = True
                 _log.warning("negative rewards are left out of feedback_stream_reward_sum_total")
+
+    # -- states moving in and out ------------------------------------------
+
+    def adopt(self, state: PartitionState, sign: int = 1) -> None:
+        """Add (``sign=1``, restored) or take away (``-1``, released) a state's counts.
+
+        A process's counters are the counts of the states it holds, so they
+        continue from a restored state's values after a crash, and the sum
+        over the replicas of a group is the group's count after a rebalance.
+        Not carried: the label-delay histogram, ``events{status="invalid"}``
+        and the dead-letter counter, which no state holds by type.
+        """
+
+        def add(child: Any, amount: float) -> None:
+            if amount:
+                # prometheus-client's Counter refuses to decrease; a released
+                # state leaves this process, so its counts leave its counters.
+                child._value.inc(sign * amount)
+
+        for key, counters in state.model_counters.items():
+            series = self._model(key)
+            for side, results, confusion, count, total in (
+                (
+                    series.applied,
+                    counters.applied,
+                    counters.confusion_applied,
+                    counters.reward_count,
+                    counters.reward_sum,
+                ),
+                (
+                    series.retracted,
+                    counters.retracted,
+                    counters.confusion_retracted,
+                    counters.reward_retracted_count,
+                    counters.reward_retracted_sum,
+                ),
+            ):
+                for result, n in results.items():
+                    add(side.outcomes[result], n)
+                for (truth, predicted), n in confusion.items():
+                    add(side.confusion(key, truth, predicted), n)
+                add(side.reward_count, count)
+                add(side.reward_sum, max(0.0, total))
+            add(series.responses, counters.responses)
+            add(series.labelled, counters.labelled)
+            add(series.conflicts, counters.conflicts)
+        events = state.events
+        for kind, n in events.accepted.items():
+            amended = events.amended if kind == EventKind.FEEDBACK.value else 0
+            add(self._event(kind, EventStatus.ACCEPTED.value), n - amended)
+            add(self._event(kind, EventStatus.AMENDED.value), amended)
+        for kind, n in events.duplicate.items():
+            add(self._event(kind, EventStatus.DUPLICATE.value), n)
+        for code, n in events.invalid.items():
+            add(self.invalid.labels(code), n)
+        for kind, n in events.expired.items():
+            add(self.expired.labels(kind), n)
+
+    def _event(self, kind: str, status: str) -> Any:
+        child = self._event_children.get((kind, status))
+        if child is None:
+            child = self._event_children[kind, status] = self.events.labels(kind, status)
+        return child
 
     # -- things the sources report -----------------------------------------
 

@@ -40,7 +40,7 @@ import signal
 import sys
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -70,6 +70,7 @@ from feedback_stream.kafka.checkpoint import CheckpointStore
 from feedback_stream.kafka.consumer import KafkaSource, Record
 from feedback_stream.kafka.dlq import DeadLetterQueue
 from feedback_stream.kafka.repartition import Repartitioner
+from feedback_stream.kafka.state_store import StateStore
 from feedback_stream.metrics import Counts, WindowMetrics
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
@@ -132,7 +133,14 @@ class Service:
         self.kafka: KafkaSource | None = None
         self.repartitioner: Repartitioner | None = None
         self.dlq: DeadLetterQueue | None = None
-        self.checkpoints = CheckpointStore(settings.state_dir) if settings.state_dir else None
+        self.state_store: StateStore | None = None
+        self.checkpoints: CheckpointStore | None = None
+        if settings.kafka_enabled and settings.state_changelog:
+            self.state_store = StateStore(settings, self.engine, self._partitions_of)
+        elif settings.state_dir:
+            self.checkpoints = CheckpointStore(settings.state_dir)
+        self._fatal: BaseException | None = None
+        self._failed = asyncio.Event()
         self._registry.register(WindowCollector(self.engine, self.guard, self.now, self._lag))
         self.core2: Core2Decoder | None = None
         if settings.source == "seldon-core-2":
@@ -356,6 +364,16 @@ class Service:
             details["es_sink"] = self._sink.stats.as_dict()
         elif self.settings.es.sink_enabled:
             details["es_sink"] = {"available": False, "last_error": self._es_failure}
+        if self.state_store is not None:
+            store = self.state_store
+            checks["state_restored"] = store.restoring == 0 and self._fatal is None
+            if store.restoring:
+                reasons["state_restored"] = (
+                    f"restoring {store.restoring} partition states from {store.topic} "
+                    f"({store.restored_records} records read)"
+                )
+            elif self._fatal is not None:
+                reasons["state_restored"] = f"state failed: {self._fatal!r}"
         if self._stopped:
             reasons["stopping"] = "shutting down"
         return Readiness(all(checks.values()) and not self._stopped, checks, reasons, details)
@@ -457,6 +475,15 @@ class Service:
         return f"{self.settings.kafka_group_id}-{key[0]}-{key[1]}"
 
     async def assign(self, committed: Mapping[TopicPartition, int | None]) -> None:
+        if self.state_store is not None:
+            try:
+                await self._restore(committed)
+            except Exception as exc:
+                # aiokafka would log a listener's error and carry on with the partition
+                # stateless: stop instead, and restart from the state topic.
+                self._fail(exc)
+                raise
+            return
         store = self.checkpoints
         if store is None:
             return
@@ -490,7 +517,52 @@ class Service:
             self.engine.restore(ALL_PARTITIONS, usable.state)
             _log.info("restored the state of %d partitions", len(wanted))
 
+    async def _restore(self, committed: Mapping[TopicPartition, int | None]) -> None:
+        states = self.state_store
+        assert states is not None
+        if self.engine.route == "partition":
+            keys = [(tp.topic, tp.partition) for tp in committed]
+            for tp, offset in committed.items():
+                await states.restore((tp.topic, tp.partition), {tp: offset})
+        elif ALL_PARTITIONS not in states.restored:
+            await states.restore(ALL_PARTITIONS, committed)
+            keys = [ALL_PARTITIONS]
+        else:
+            keys = []
+        for key in keys:
+            state = self.engine.states[key]
+            self.metrics.adopt(state)
+            self._observe(state.clock)
+
+    async def _release(self, key: StateKey) -> None:
+        assert self.state_store is not None
+        state = self.engine.states.get(key)
+        if state is not None and key in self.state_store.restored:
+            self.metrics.adopt(state, -1)
+        await self.state_store.release(key)
+
+    def _fail(self, exc: BaseException) -> None:
+        _log.error("stopping: %r", exc)
+        if self._fatal is None:
+            self._fatal = exc
+        self._failed.set()
+
+    async def _watch_failures(self) -> None:
+        await self._failed.wait()
+        assert self._fatal is not None
+        raise self._fatal
+
+    def _partitions_of(self, topic: str) -> int | None:
+        return self.kafka.partitions_of(topic) if self.kafka is not None else None
+
     async def revoke(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        if self.state_store is not None:
+            if self.engine.route == "partition":
+                for tp in positions:
+                    await self._release((tp.topic, tp.partition))
+            elif self.kafka is not None and not self.kafka.assigned:
+                await self._release(ALL_PARTITIONS)
+            return
         store = self.checkpoints
         now = self._clock()
         if self.engine.route == "partition":
@@ -579,7 +651,11 @@ class Service:
                 processed = s.model_copy(
                     update={"kafka_topics": [s.repartition_topic], "kafka_topic_pattern": ""}
                 )
-            self.kafka = KafkaSource(processed, self)
+            committer = None
+            if self.state_store is not None:
+                committer = _StateCommitter(self, self.state_store)
+                self._tasks.append(asyncio.create_task(self._watch_failures(), name="state"))
+            self.kafka = KafkaSource(processed, self, committer)
             await self.kafka.start()
             self._tasks.append(asyncio.create_task(self.kafka.run(), name="kafka"))
 
@@ -679,6 +755,8 @@ class Service:
             await self.resolver.stop()
         if self.repartitioner is not None:
             await self.repartitioner.close()
+        if self.state_store is not None:
+            await self.state_store.stop()
         if self.dlq is not None:
             await self.dlq.stop()
         if self._sink is not None:
@@ -759,6 +837,48 @@ class _LookupCounts:
     def unresolved(self) -> Counter[str]:
         lookup = self._service.orphan_lookup
         return Counter() if lookup is None else lookup.unresolved
+
+
+class _StateCommitter:
+    """Offsets committed with the state topic's transactions (an ``OffsetCommitter``).
+
+    The outcome sink is flushed first, so a committed offset never covers an
+    outcome Elasticsearch has not got (it may get one twice, by id).
+    """
+
+    def __init__(self, service: Service, store: StateStore) -> None:
+        self._service = service
+        self._store = store
+
+    async def prepare(self, partitions: Collection[TopicPartition]) -> None:
+        store = self._store
+        try:
+            await store.ensure_topic(sorted({tp.topic for tp in partitions}))
+            if self._service.engine.route == "partition":
+                for tp in partitions:
+                    await store.prepare((tp.topic, tp.partition))
+            else:
+                await store.prepare(ALL_PARTITIONS)
+        except Exception as exc:
+            self._service._fail(exc)
+            raise
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        sink = self._service._sink
+        if sink is not None:
+            await sink.flush()
+        return await self._store.commit(offsets)
+
+    @property
+    def dirty(self) -> bool:
+        return self._store.dirty
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
 
 
 def _accuracy(counts: Counts) -> float | None:

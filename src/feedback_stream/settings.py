@@ -284,7 +284,30 @@ class Settings(BaseSettings):
     state_dir: str = Field(
         "",
         description="folder for per-partition state checkpoints taken on revoke and shutdown, "
-        "restored on assignment within ttl_s; empty: none",
+        "restored on assignment within ttl_s, when state_changelog is off; empty: none",
+    )
+    state_changelog: bool = Field(
+        True,
+        description="keep partition state in a compacted Kafka topic, committed in one "
+        "transaction with the input offsets, restored on assignment (exact after a kill, "
+        "a rebalance or any downtime); off: state lives only in memory (and state_dir)",
+    )
+    state_topic: str = Field(
+        "",
+        description="the state topic (created compacted when missing); empty: "
+        "<kafka_group_id>-state",
+    )
+    state_topic_replication_factor: int = Field(
+        0,
+        ge=0,
+        description="replication factor of the state topic when it is created; 0: 3, or "
+        "the number of brokers if fewer",
+    )
+    state_topic_partitions: int = Field(
+        0,
+        ge=0,
+        description="partitions of the state topic when it is created; 0: as many as the "
+        "input topic with the most",
     )
     log_level: str = Field(
         "INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR or CRITICAL"

@@ -26,7 +26,15 @@ from feedback_stream.partition import EventCounters, ModelCounters, PartitionSta
 from feedback_stream.scores import term_from_list
 from feedback_stream.windows import ModelWindows, WindowSpec
 
-__all__ = ["FORMAT", "VERSION", "SnapshotError", "dumps", "loads"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "SnapshotError",
+    "dumps",
+    "from_document",
+    "loads",
+    "outcome_row",
+]
 
 FORMAT: Final = "feedback-stream/partition-state"
 VERSION: Final = 3
@@ -40,6 +48,28 @@ def _key(key: ModelKey) -> list[str]:
     return [key.namespace, key.deployment, key.predictor, key.model]
 
 
+def outcome_row(o: Outcome) -> list[Any]:
+    """One outcome as the row the snapshot's (and the changelog's) outcome table holds."""
+    return [
+        o.seq,
+        _key(o.key),
+        o.puid,
+        o.row,
+        o.predicted,
+        o.truth,
+        o.correct,
+        o.reward,
+        o.time,
+        o.tick,
+        o.response_time,
+        o.feedback_time,
+        o.request_time,
+        None if o.term is None else o.term.to_list(),
+        o.conflict,
+        o.label_delay,
+    ]
+
+
 def dumps(state: PartitionState) -> bytes:
     """The whole state of one partition as bytes."""
     referenced = {outcome.seq: outcome for outcome in state.join.held_outcomes()}
@@ -51,27 +81,7 @@ def dumps(state: PartitionState) -> bytes:
         models.append([_key(key), {name: w.dump() for name, w in windows.windows.items()}])
     for outcome in state.pairing.referenced():
         referenced[outcome.seq] = outcome
-    outcomes = [
-        [
-            o.seq,
-            _key(o.key),
-            o.puid,
-            o.row,
-            o.predicted,
-            o.truth,
-            o.correct,
-            o.reward,
-            o.time,
-            o.tick,
-            o.response_time,
-            o.feedback_time,
-            o.request_time,
-            None if o.term is None else o.term.to_list(),
-            o.conflict,
-            o.label_delay,
-        ]
-        for o in sorted(referenced.values(), key=lambda o: o.seq)
-    ]
+    outcomes = [outcome_row(o) for o in sorted(referenced.values(), key=lambda o: o.seq)]
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -114,6 +124,21 @@ def loads(
         raise SnapshotError(
             f"snapshot version {document.get('version')!r} is not supported (expected {VERSION})"
         )
+    return from_document(document, sequence, windows)
+
+
+def from_document(
+    document: dict[str, Any],
+    sequence: OutcomeSequence | None = None,
+    windows: Sequence[WindowSpec] | None = None,
+) -> PartitionState:
+    """Rebuild a state from the parsed document (as :func:`loads`, after its checks).
+
+    The changelog's restore assembles this document from its records.
+
+    Raises:
+        SnapshotError: a field is missing or malformed.
+    """
     try:
         return _rebuild(document, sequence, windows)
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -41,7 +41,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from feedback_stream.settings import Settings
 
-__all__ = ["BatchHandler", "KafkaSource", "Record"]
+__all__ = ["BatchHandler", "KafkaSource", "OffsetCommitter", "Record"]
 
 _log = logging.getLogger(__name__)
 
@@ -74,6 +74,20 @@ class BatchHandler(Protocol):
         """Apply one batch, in order; dead letters are sent before it returns."""
 
 
+class OffsetCommitter(Protocol):
+    """Commits offsets together with something else (the state topic's transactions)."""
+
+    async def prepare(self, partitions: Collection[TopicPartition]) -> None:
+        """Called on assignment before the group's committed offsets are read."""
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Commit ``offsets``; ``False``: not committed, offer them again next time."""
+
+    @property
+    def dirty(self) -> bool:
+        """Whether there is something to commit even without new offsets."""
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, source: KafkaSource) -> None:
         self._source = source
@@ -88,9 +102,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaSource:
     """One consumer group member feeding a :class:`BatchHandler`."""
 
-    def __init__(self, settings: Settings, handler: BatchHandler) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handler: BatchHandler,
+        committer: OffsetCommitter | None = None,
+    ) -> None:
         self._settings = settings
         self._handler = handler
+        self._committer = committer
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -162,7 +182,9 @@ class KafkaSource:
                 )
                 if batch:
                     await self._apply(batch)
-                if self._uncommitted and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
+                if (
+                    self._uncommitted or (self._committer is not None and self._committer.dirty)
+                ) and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                     async with self._lock:
                         await self._commit_applied()
         finally:
@@ -232,6 +254,13 @@ class KafkaSource:
     async def _commit_applied(self) -> None:
         """Commit the offsets applied since the last commit (call under the lock)."""
         self._committed_at = time.monotonic()
+        committer = self._committer
+        if committer is not None:
+            offsets, self._uncommitted = self._uncommitted, {}
+            if not await committer.commit(offsets):
+                # Offered again with the next commit (newer offsets win).
+                self._uncommitted = {**offsets, **self._uncommitted}
+            return
         if self._uncommitted:
             offsets, self._uncommitted = self._uncommitted, {}
             await self._commit(offsets)
@@ -259,6 +288,8 @@ class KafkaSource:
         async with self._lock:
             new = assigned - self._assigned
             if new:
+                if self._committer is not None:
+                    await self._committer.prepare(new)
                 committed = await self._committed(new)
                 self._consumed.update(
                     {tp: offset for tp, offset in committed.items() if offset is not None}
@@ -275,9 +306,20 @@ class KafkaSource:
             try:
                 out[tp] = await consumer.committed(tp)
             except KafkaError as exc:
+                if self._committer is not None:
+                    # Restoring against a guessed offset could count records twice.
+                    raise
                 _log.warning("cannot read the committed offset of %s: %s", tp, exc)
                 out[tp] = None
         return out
+
+    def partitions_of(self, topic: str) -> int | None:
+        """The partition count of ``topic`` in the consumer's metadata, where known."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        found = consumer.partitions_for_topic(topic)
+        return len(found) if found else None
 
     async def _close(self) -> None:
         consumer = self._consumer

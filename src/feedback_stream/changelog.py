@@ -1,0 +1,481 @@
+"""A partition state as a stream of keyed delta records, and back (pure).
+
+The durable state of a processor is a compacted Kafka topic (written by
+:mod:`feedback_stream.kafka.state_store`). This module decides what goes
+into it: a :class:`ChangeTracker` watches one
+:class:`~feedback_stream.partition.PartitionState` and, at each commit,
+turns what changed since the last one into records; a :class:`Restorer`
+takes the surviving records of a state (the topic after compaction: the last
+value of every key, tombstones deleting) and rebuilds the state.
+
+Records are ``(key, value)`` byte pairs, ``value`` ``None`` for a tombstone.
+A key is ``<state name> NUL <kind> <rest>``; values are orjson:
+
+====  ===============================  =========================================
+kind  key rest                         value
+====  ===============================  =========================================
+E     puid                             the join entry (:meth:`JoinStore.dump_entry`)
+O     outcome seq                      ``[model key of its windows, outcome row]``
+                                       (:func:`snapshot.outcome_row`)
+W     ``[model key, window name]``     ``window.dump()`` of a window that keeps
+                                       its own aggregate (``total``)
+M     model key                        the model's counters (``ModelCounters``)
+S     (none)                           clock, sequence, event counters, window
+                                       names, TTL, time basis
+X     (none)                           the paired comparisons (``Pairing.dump()``),
+                                       written whole when it changed
+P     (none)                           ``{"topic/partition": offset}``: the input
+                                       offsets the state reflects (written by
+                                       the store with every commit)
+====  ===============================  =========================================
+
+Only what changed is written: the entries of puids that took an event (and
+tombstones for entries dropped: expired, evicted, merged under an alias), the
+outcomes applied (and tombstones for those retracted), the counters and
+aggregate windows of models whose numbers moved, and the ``S`` record when
+it differs from the last one written.
+
+Sliding time windows and count windows are *derived*: their content is a
+function of the live outcomes and the clock (outcomes with
+``T - W < t``, plus those stamped after ``T``; the newest N by sequence and
+a reserve of N before them), so they are rebuilt from the ``O`` records
+and write nothing of their own. An outcome's record is deleted once no
+derived window can hold it again and the join store no longer holds it
+(:meth:`ChangeTracker.changes`), which bounds the topic by the pending puids
+plus the outcomes of the widest time window (or twice the largest count
+window).
+
+Adding window state: a window kind whose content is *not* a function of
+the live outcomes (an aggregate such as ``total``, or paired statistics)
+is persisted through its ``dump()`` / ``load()`` pair, the same one
+snapshots use, as a ``W`` record of every model it changed in: nothing else
+is needed. A window kind that *is* such a function goes into
+:data:`DERIVED_WINDOWS` with its rebuild rule in :func:`_derived_dump`.
+Per-model counters travel in ``ModelCounters.to_dict`` / ``from_dict``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import orjson
+
+from feedback_stream import snapshot
+from feedback_stream.events import ModelKey
+from feedback_stream.join import Sequence as OutcomeSequence
+from feedback_stream.outcomes import Outcome, TimeBasis, to_tick
+from feedback_stream.partition import PartitionState
+from feedback_stream.windows import CountWindow, SlidingWindow, Window, WindowKind, WindowSpec
+
+__all__ = [
+    "DERIVED_WINDOWS",
+    "FORMAT",
+    "Change",
+    "ChangeTracker",
+    "ChangelogError",
+    "Restorer",
+    "state_prefix",
+]
+
+FORMAT: Final = "feedback-stream/changelog/1"
+
+Change = tuple[bytes, bytes | None]
+"""One record: key, and value or ``None`` (a tombstone)."""
+
+DERIVED_WINDOWS: Final[tuple[type[Window], ...]] = (SlidingWindow, CountWindow)
+"""Window classes rebuilt from the live outcomes; every other kind writes ``W`` records."""
+
+_SEP: Final = b"\x00"
+_E, _O, _W, _M, _S, _P, _X = b"E", b"O", b"W", b"M", b"S", b"P", b"X"
+
+
+class ChangelogError(ValueError):
+    """A record this version cannot read (another format, or corrupt)."""
+
+
+def state_prefix(name: str) -> bytes:
+    """The key prefix of every record of the state called ``name``."""
+    return name.encode("utf-8", "surrogatepass") + _SEP
+
+
+def _key(key: ModelKey) -> list[str]:
+    return [key.namespace, key.deployment, key.predictor, key.model]
+
+
+def _model_bytes(key: ModelKey) -> bytes:
+    return orjson.dumps(_key(key))
+
+
+class ChangeTracker:
+    """Collects what one state changes between commits (a :class:`ChangeObserver`).
+
+    Args:
+        name: the state's name (its records' key prefix).
+        state: the state; the tracker sets itself as its ``observer``.
+        retained: seqs of the outcome records already in the topic (after a
+            restore); the tracker deletes those the state does not hold now,
+            and the others once nothing can hold them.
+    """
+
+    def __init__(self, name: str, state: PartitionState, retained: Iterable[int] = ()) -> None:
+        self.name = name
+        self.prefix = state_prefix(name)
+        self.offsets_key = self.prefix + _P
+        """The key of the ``P`` record (input offsets), which the store writes."""
+        self.state = state
+        self._puids: set[str] = set()
+        self._models: set[ModelKey] = set()
+        self._applied: list[Outcome] = []
+        self._retracted: list[Outcome] = []
+        self._written: dict[ModelKey, deque[Outcome]] = {}
+        self._live: dict[ModelKey, int] = {}
+        self._scalars: bytes | None = None
+        self._pairing: bytes | None = None
+        self._orphans: list[int] = []
+        specs = state.specs
+        widths = [spec.width_s for spec in specs if spec.kind is WindowKind.TIME]
+        sizes = [spec.size for spec in specs if spec.kind is WindowKind.COUNT]
+        self._width_tick = to_tick(max(widths)) if widths else None
+        self._keep = 2 * max(sizes) if sizes else None
+        self._adopt(retained)
+        state.observer = self
+        state.join.dropped = []
+
+    def _adopt(self, retained: Iterable[int]) -> None:
+        held = {o.seq: o for o in self.state.join.held_outcomes()}
+        for windows in self.state.models.values():
+            held.update((o.seq, o) for o in windows.referenced())
+        for seq in sorted(retained):
+            outcome = held.get(seq)
+            if outcome is not None and not outcome.retracted:
+                self._track(outcome)
+            else:
+                self._orphans.append(seq)
+
+    def _track(self, outcome: Outcome) -> None:
+        written = self._written.get(outcome.key)
+        if written is None:
+            written = self._written[outcome.key] = deque()
+            self._live[outcome.key] = 0
+        written.append(outcome)
+        self._live[outcome.key] += 1
+
+    # -- ChangeObserver ------------------------------------------------------
+
+    def puid_changed(self, puid: str) -> None:
+        self._puids.add(puid)
+
+    def model_changed(self, key: ModelKey) -> None:
+        self._models.add(key)
+
+    def outcomes_moved(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
+        models = self._models
+        for outcome in retracted:
+            self._retracted.append(outcome)
+            models.add(outcome.key)
+        for outcome in applied:
+            self._applied.append(outcome)
+            models.add(outcome.key)
+
+    # -- commit ----------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        """Whether anything but the ``S`` record may have changed since the last commit."""
+        return bool(
+            self._puids
+            or self._models
+            or self._applied
+            or self._retracted
+            or self.state.join.dropped
+        )
+
+    def changes(self) -> list[Change]:
+        """The records that bring the topic from the last commit to the state now.
+
+        Every call starts a new delta: call it once per commit, and write
+        what it returns in that commit's transaction.
+        """
+        prefix = self.prefix
+        state = self.state
+        out: dict[bytes, bytes | None] = {}
+        outcome_key = prefix + _O
+        for seq in self._orphans:
+            out[outcome_key + str(seq).encode()] = None
+        self._orphans = []
+        fold = state.caps.model
+        for outcome in self._applied:
+            if not outcome.retracted:
+                out[outcome_key + str(outcome.seq).encode()] = orjson.dumps(
+                    [_key(fold(outcome.key)), snapshot.outcome_row(outcome)]
+                )
+                self._track(outcome)
+        for outcome in self._retracted:
+            out[outcome_key + str(outcome.seq).encode()] = None
+            if outcome.key in self._live:
+                self._live[outcome.key] -= 1
+        self._applied = []
+        self._retracted = []
+        entry_key = prefix + _E
+        join = state.join
+        puids = self._puids
+        if join.dropped:
+            puids.update(join.dropped)
+            join.dropped.clear()
+        for puid in puids | {join.entry_key(p) for p in puids}:
+            row = join.dump_entry(puid)
+            out[entry_key + puid.encode("utf-8", "surrogatepass")] = (
+                None if row is None else orjson.dumps(row)
+            )
+        self._puids = set()
+        for key in {fold(k) for k in self._models}:
+            model = _model_bytes(key)
+            counters = state.model_counters.get(key)
+            if counters is not None:
+                out[prefix + _M + model] = orjson.dumps(counters.to_dict())
+            windows = state.models.get(key)
+            if windows is not None:
+                for name, window in windows.windows.items():
+                    if not isinstance(window, DERIVED_WINDOWS):
+                        out[prefix + _W + orjson.dumps([_key(key), name])] = orjson.dumps(
+                            window.dump()
+                        )
+        self._models = set()
+        for seq in self._collect():
+            out[outcome_key + str(seq).encode()] = None
+        scalars = orjson.dumps(
+            {
+                "format": FORMAT,
+                "windows": [spec.name for spec in state.specs],
+                "clock": state.clock if state.clock != float("-inf") else None,
+                "sequence": state.sequence.next,
+                "events": state.events.to_dict(),
+                "ttl": state.join.ttl,
+                "time_basis": state.join.time_basis.value,
+            }
+        )
+        if scalars != self._scalars:
+            out[prefix + _S] = scalars
+            self._scalars = scalars
+        pairing = orjson.dumps(state.pairing.dump())
+        if pairing != self._pairing:
+            out[prefix + _X] = pairing
+            self._pairing = pairing
+        return list(out.items())
+
+    def _collect(self) -> list[int]:
+        """Outcomes no derived window can hold again and the join store no longer holds."""
+        state = self.state
+        if state.clock == float("-inf"):
+            return []
+        horizon = to_tick(state.clock) - self._width_tick if self._width_tick is not None else None
+        keep = self._keep
+        join = state.join
+        paired = {o.seq for o in state.pairing.referenced()}
+        gone: list[int] = []
+        for key, written in self._written.items():
+            live = self._live[key]
+            while written:
+                oldest = written[0]
+                if oldest.retracted:
+                    written.popleft()
+                    continue
+                if horizon is not None and oldest.tick > horizon:
+                    break
+                if keep is not None and live - 1 < keep:
+                    break
+                if join.holds_outcome(oldest) or oldest.seq in paired:
+                    break
+                written.popleft()
+                live -= 1
+                gone.append(oldest.seq)
+            self._live[key] = live
+        return gone
+
+
+class Restorer:
+    """Rebuilds one state from its records, read in topic order.
+
+    Args:
+        name: the state's name; records of other states are ignored.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prefix = state_prefix(name)
+        self._entries: dict[bytes, bytes] = {}
+        self._outcomes: dict[bytes, bytes] = {}
+        self._windows: dict[bytes, bytes] = {}
+        self._models: dict[bytes, bytes] = {}
+        self._scalars: bytes | None = None
+        self._pairing: bytes | None = None
+        self.records = 0
+        self.offsets: dict[str, int] = {}
+        """The input offsets the state reflects (``P`` record), by ``"topic/partition"``."""
+
+    def add(self, key: bytes, value: bytes | None) -> None:
+        """Take one record (later records of a key replace earlier ones)."""
+        if not key.startswith(self.prefix):
+            return
+        self.records += 1
+        at = len(self.prefix)
+        kind, rest = key[at : at + 1], key[at + 1 :]
+        table: dict[bytes, bytes]
+        if kind == _E:
+            table = self._entries
+        elif kind == _O:
+            table = self._outcomes
+        elif kind == _W:
+            table = self._windows
+        elif kind == _M:
+            table = self._models
+        elif kind == _S:
+            self._scalars = value
+            return
+        elif kind == _X:
+            self._pairing = value
+            return
+        elif kind == _P:
+            self.offsets = {} if value is None else dict(orjson.loads(value))
+            return
+        else:
+            raise ChangelogError(f"unknown record kind {kind!r} in key {key!r}")
+        if value is None:
+            table.pop(rest, None)
+        else:
+            table[rest] = value
+
+    def keys(self) -> list[bytes]:
+        """The key of every record of the state that survives (to delete them all)."""
+        prefix = self.prefix
+        out = [prefix + _S, prefix + _P, prefix + _X]
+        for kind, table in (
+            (_E, self._entries),
+            (_O, self._outcomes),
+            (_W, self._windows),
+            (_M, self._models),
+        ):
+            out.extend(prefix + kind + rest for rest in table)
+        return out
+
+    @property
+    def empty(self) -> bool:
+        """Whether no record of the state survives (a new state)."""
+        return self._scalars is None and not self._entries and not self._outcomes
+
+    @property
+    def pending(self) -> int:
+        """Join entries restored so far (for progress lines)."""
+        return len(self._entries)
+
+    def build(
+        self,
+        specs: Sequence[WindowSpec],
+        sequence: OutcomeSequence,
+        ttl: float,
+        time_basis: TimeBasis,
+    ) -> tuple[PartitionState, list[int]]:
+        """The state the records describe, and the seqs of its ``O`` records.
+
+        Pass both to :class:`ChangeTracker`, which deletes the records of
+        outcomes the rebuilt state does not hold.
+
+        Join entries are kept whatever their age: the caller's TTL expiry
+        drops those past it, counting them as usual.
+
+        Raises:
+            ChangelogError: a record is not of this format or is corrupt.
+        """
+        try:
+            return self._build(specs, sequence, ttl, time_basis)
+        except (KeyError, TypeError, ValueError, IndexError, snapshot.SnapshotError) as exc:
+            raise ChangelogError(f"corrupt state changelog: {type(exc).__name__}: {exc}") from None
+
+    def _build(
+        self,
+        specs: Sequence[WindowSpec],
+        sequence: OutcomeSequence,
+        ttl: float,
+        time_basis: TimeBasis,
+    ) -> tuple[PartitionState, list[int]]:
+        scalars: dict[str, Any] = (
+            orjson.loads(self._scalars)
+            if self._scalars is not None
+            else {
+                "format": FORMAT,
+                "windows": [],
+                "clock": None,
+                "sequence": 0,
+                "events": {
+                    "accepted": {},
+                    "duplicate": {},
+                    "amended": 0,
+                    "invalid": {},
+                    "expired": {},
+                },
+            }
+        )
+        if scalars.get("format") != FORMAT:
+            raise ChangelogError(f"state record of format {scalars.get('format')!r}")
+        placed = sorted((orjson.loads(v) for v in self._outcomes.values()), key=lambda r: r[1][0])
+        rows = [row for _, row in placed]
+        clock = scalars["clock"]
+        clock_tick = to_tick(clock) if clock is not None else None
+        by_model: dict[tuple[str, ...], list[list[Any]]] = {}
+        for model, row in placed:
+            by_model.setdefault(tuple(model), []).append(row)
+        saved: dict[tuple[str, ...], dict[str, Any]] = {}
+        for raw, value in self._windows.items():
+            model, name = orjson.loads(raw)
+            saved.setdefault(tuple(model), {})[name] = orjson.loads(value)
+        for model, model_rows in by_model.items():
+            windows = saved.setdefault(model, {})
+            for spec in specs:
+                derived = _derived_dump(spec, model_rows, clock_tick)
+                if derived is not None:
+                    windows[spec.name] = derived
+        document = {
+            "windows": sorted({spec.name for spec in specs} | set(scalars["windows"])),
+            "clock": clock,
+            "sequence": scalars["sequence"],
+            "outcomes": rows,
+            "join": {
+                "ttl": ttl,
+                "time_basis": time_basis.value,
+                "entries": [orjson.loads(v) for v in self._entries.values()],
+            },
+            "models": [[list(model), windows] for model, windows in saved.items()],
+            "model_counters": [[orjson.loads(k), orjson.loads(v)] for k, v in self._models.items()],
+            "events": scalars["events"],
+        }
+        if self._pairing is not None:
+            document["pairing"] = orjson.loads(self._pairing)
+        state = snapshot.from_document(document, sequence, specs)
+        return state, [row[0] for row in rows]
+
+
+def _derived_dump(
+    spec: WindowSpec, rows: list[list[Any]], clock_tick: int | None
+) -> dict[str, Any] | None:
+    """The ``dump()`` of a derived window over the live outcome ``rows`` (by seq).
+
+    ``None`` for a window kind that is not derived (its ``W`` record holds it).
+    Row fields: 0 seq, 9 tick.
+    """
+    if spec.kind is WindowKind.TIME:
+        if clock_tick is None:
+            return {"clock": -(2**62), "live": [], "future": []}
+        low = clock_tick - round(spec.width_s * 1_000_000)
+        return {
+            "clock": clock_tick,
+            "live": [r[0] for r in rows if low < r[9] <= clock_tick],
+            "future": [r[0] for r in rows if r[9] > clock_tick],
+        }
+    if spec.kind is WindowKind.COUNT:
+        size = spec.size
+        window = rows[-size:] if size else []
+        reserve = rows[max(0, len(rows) - 2 * size) : max(0, len(rows) - size)]
+        return {"window": [r[0] for r in window], "reserve": [r[0] for r in reserve]}
+    return None

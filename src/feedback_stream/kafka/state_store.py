@@ -1,0 +1,380 @@
+"""Partition state kept in a compacted Kafka topic, committed with the input offsets.
+
+Each state the engine holds (one per input partition with ``route=partition``
+or a repartition topic; one for every partition with ``route=puid``) has a
+transactional producer whose ``transactional.id`` is
+``<state topic>/<state name>``, as Kafka Streams' exactly-once (v1) gives
+each task its own. A commit is one transaction per state:
+
+1. ``begin_transaction``;
+2. send the state's changelog records (:meth:`ChangeTracker.changes`);
+3. ``send_offsets_to_transaction`` with the input offsets they reflect;
+4. ``commit_transaction``.
+
+Either both the records and the offsets are committed or neither is. On
+assignment the state's producer is started first: its ``InitProducerId``
+fences any earlier owner of the same state and completes or aborts its open
+transaction. Only then are the group's committed offsets read and the state
+topic's partition read, ``read_committed``, up to its last stable offset,
+so the restored state reflects exactly the records before the offsets the
+consumer resumes at. See docs/state.md for what a crash at each step leaves.
+
+A commit that fails is aborted and its records are kept and sent again with
+the next commit (a broker restart); a fenced producer (another process owns
+the state now) is fatal: the process stops and restarts from Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, ProducerFenced, TopicAlreadyExistsError
+
+from feedback_stream.changelog import ChangeTracker, Restorer
+from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
+from feedback_stream.settings import Settings
+
+__all__ = ["StateFenced", "StateStore", "state_name"]
+
+_log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S: Final = 5.0
+"""Seconds between restore progress lines."""
+
+
+class StateFenced(RuntimeError):
+    """Another process took over a state this one was writing: it must stop."""
+
+
+def state_name(key: StateKey) -> str:
+    """The name of a state in the state topic: ``<topic>/<partition>``, or ``*``."""
+    return "*" if key == ALL_PARTITIONS else f"{key[0]}/{key[1]}"
+
+
+@dataclass(slots=True)
+class _Owned:
+    key: StateKey
+    producer: AIOKafkaProducer
+    tracker: ChangeTracker | None = None
+    unsent: dict[bytes, bytes | None] = field(default_factory=dict)
+    positions: dict[str, int | None] = field(default_factory=dict)
+    """The input offsets the state reflects, by ``"topic/partition"``."""
+
+
+class StateStore:
+    """The state topic of one consumer group: restore on assignment, commit with offsets.
+
+    Args:
+        settings: the service settings (``state_topic`` and the Kafka connection).
+        engine: the engine whose states are restored and tracked.
+        partitions_of: the partition count of an input topic, where known
+            (sizes the state topic when it is created).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        partitions_of: Callable[[str], int | None] = lambda topic: None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.topic = settings.state_topic or f"{settings.kafka_group_id}-state"
+        self._partitions_of = partitions_of
+        self._owned: dict[StateKey, _Owned] = {}
+        self._topic_partitions: int | None = None
+        self.restoring = 0
+        """States being restored now (``/readyz`` is unready while any is)."""
+        self.restored_records = 0
+        self.commits = 0
+
+    # -- the topic ---------------------------------------------------------------
+
+    async def ensure_topic(self, input_topics: list[str]) -> int:
+        """Create the state topic when missing; return its partition count."""
+        if self._topic_partitions is not None:
+            return self._topic_partitions
+        s = self.settings
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=f"{s.kafka_client_id}-state-admin",
+            **s.kafka_security_kwargs(),
+        )
+        await admin.start()
+        try:
+            existing = await admin.describe_topics([self.topic])
+            found = [t for t in existing if t.get("error_code", 0) == 0 and t.get("partitions")]
+            if found:
+                self._topic_partitions = len(found[0]["partitions"])
+                return self._topic_partitions
+            wanted = s.state_topic_partitions or max(
+                [n for n in map(self._partitions_of, input_topics) if n] or [1]
+            )
+            replication = s.state_topic_replication_factor
+            if not replication:
+                cluster = await admin.describe_cluster()
+                replication = max(1, min(3, len(cluster.get("brokers", ()))))
+            topic = NewTopic(
+                self.topic,
+                num_partitions=wanted,
+                replication_factor=replication,
+                topic_configs={
+                    "cleanup.policy": "compact",
+                    "min.compaction.lag.ms": "0",
+                    "segment.ms": str(6 * 3600 * 1000),
+                },
+            )
+            with contextlib.suppress(TopicAlreadyExistsError):
+                response = await admin.create_topics([topic])
+                for name, code, *rest in getattr(response, "topic_errors", []):
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        raise KafkaError(f"cannot create the state topic {name}: {code} {rest}")
+            _log.info("created the state topic %s (%d partitions, compacted)", self.topic, wanted)
+            existing = await admin.describe_topics([self.topic])
+            found = [t for t in existing if t.get("partitions")]
+            self._topic_partitions = len(found[0]["partitions"]) if found else wanted
+            return self._topic_partitions
+        finally:
+            await admin.close()
+
+    def _partition(self, key: StateKey) -> int:
+        count = self._topic_partitions or 1
+        return 0 if key == ALL_PARTITIONS else key[1] % count
+
+    # -- ownership ---------------------------------------------------------------
+
+    async def prepare(self, key: StateKey) -> None:
+        """Start the state's transactional producer, fencing any earlier owner.
+
+        Call before reading the group's committed offsets: once it returns,
+        no earlier owner's transaction is still open.
+        """
+        if key in self._owned:
+            return
+        s = self.settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=f"{s.kafka_client_id}-state",
+            transactional_id=f"{self.topic}/{state_name(key)}",
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=1 << 20,
+            linger_ms=5,
+            **s.kafka_security_kwargs(),
+        )
+        await producer.start()
+        # An empty transaction waits for the producer id: the fencing is done.
+        await producer.begin_transaction()
+        await producer.abort_transaction()
+        self._owned[key] = _Owned(key, producer)
+
+    async def restore(self, key: StateKey, offsets: Mapping[TopicPartition, int | None]) -> None:
+        """Rebuild the state of ``key`` from the state topic and start tracking it.
+
+        ``offsets`` are the group's committed offsets of the input partitions
+        the state covers. A state whose recorded offsets differ (someone reset
+        the group) is not restored: the partition starts empty rather than
+        count any record twice.
+        """
+        owned = self._owned[key]
+        name = state_name(key)
+        started = time.monotonic()
+        self.restoring += 1
+        try:
+            restorer = await self._read(key, name)
+        finally:
+            self.restoring -= 1
+        engine = self.engine
+        state, retained = restorer.build(
+            engine.specs, engine.sequence, engine.ttl, engine.time_basis
+        )
+        recorded = restorer.offsets
+        wanted = {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
+        if not restorer.empty and {k: recorded.get(k) for k in wanted} != wanted:
+            _log.warning(
+                "state %s reflects input offsets %s but the group resumes at %s: starting it "
+                "empty (its records are replaced)",
+                name,
+                recorded,
+                wanted,
+            )
+            state, retained = Restorer(name).build(
+                engine.specs, engine.sequence, engine.ttl, engine.time_basis
+            )
+            owned.unsent.update(dict.fromkeys(restorer.keys()))
+        engine.install(key, state)
+        owned.positions = dict(wanted)
+        owned.tracker = ChangeTracker(name, state, retained)
+        _log.info(
+            "restored state %s: %d records, %d pending puids, %d models in %.1f s",
+            name,
+            restorer.records,
+            state.pending,
+            len(state.model_counters),
+            time.monotonic() - started,
+        )
+
+    async def _read(self, key: StateKey, name: str) -> Restorer:
+        s = self.settings
+        restorer = Restorer(name)
+        tp = TopicPartition(self.topic, self._partition(key))
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=f"{s.kafka_client_id}-restore",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=8 << 20,
+            fetch_max_bytes=64 << 20,
+            **s.kafka_security_kwargs(),
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            position = await consumer.position(tp)
+            last_log = time.monotonic()
+            while position < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+                for record in batch.get(tp, ()):
+                    restorer.add(record.key, record.value)
+                position = await consumer.position(tp)
+                self.restored_records += sum(len(v) for v in batch.values())
+                if time.monotonic() - last_log >= PROGRESS_INTERVAL_S:
+                    last_log = time.monotonic()
+                    _log.info(
+                        "restoring state %s: offset %d of %d, %d pending puids so far",
+                        name,
+                        position,
+                        end,
+                        restorer.pending,
+                    )
+        finally:
+            await consumer.stop()
+        return restorer
+
+    async def release(self, key: StateKey) -> None:
+        """Stop tracking ``key`` (revoked, after its last commit) and drop its state."""
+        owned = self._owned.pop(key, None)
+        self.engine.revoke(key)
+        if owned is not None:
+            with contextlib.suppress(KafkaError):
+                await owned.producer.stop()
+
+    @property
+    def owned(self) -> frozenset[StateKey]:
+        """The states this process writes."""
+        return frozenset(self._owned)
+
+    @property
+    def restored(self) -> frozenset[StateKey]:
+        """The states restored and tracked now."""
+        return frozenset(k for k, o in self._owned.items() if o.tracker is not None)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether some state has changes to write even without new input offsets."""
+        return any(
+            o.unsent or (o.tracker is not None and o.tracker.dirty) for o in self._owned.values()
+        )
+
+    # -- commit ------------------------------------------------------------------
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Write every state's changes and its input ``offsets`` in one transaction each.
+
+        Returns whether every transaction committed; the records of one that
+        failed are sent again with the next commit (its offsets too: the
+        caller keeps them).
+
+        Raises:
+            StateFenced: another process owns one of the states now.
+        """
+        group = self.settings.kafka_group_id
+        jobs = []
+        for key, owned in self._owned.items():
+            if key == ALL_PARTITIONS:
+                mine = dict(offsets)
+            else:
+                mine = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) == key}
+            jobs.append(self._commit_one(owned, mine, group))
+        results = await asyncio.gather(*jobs)
+        self.commits += 1
+        return all(results)
+
+    async def _commit_one(
+        self, owned: _Owned, offsets: dict[TopicPartition, int], group: str
+    ) -> bool:
+        tracker = owned.tracker
+        if tracker is not None:
+            for key, value in tracker.changes():
+                owned.unsent[key] = value
+            if offsets:
+                owned.positions.update(
+                    {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
+                )
+                owned.unsent[tracker.offsets_key] = orjson.dumps(owned.positions)
+        if not owned.unsent and not offsets:
+            return True
+        producer = owned.producer
+        partition = self._partition(owned.key)
+        try:
+            await producer.begin_transaction()
+            try:
+                futures = await self._send(producer, partition, owned.unsent)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, group)
+                await asyncio.gather(*futures)
+            except BaseException:
+                with contextlib.suppress(KafkaError):
+                    await producer.abort_transaction()
+                raise
+            await producer.commit_transaction()
+        except ProducerFenced as exc:
+            raise StateFenced(
+                f"state {state_name(owned.key)} is owned by another process now: {exc}"
+            ) from exc
+        except KafkaError as exc:
+            _log.warning(
+                "state commit of %s failed, retrying with the next one: %s",
+                state_name(owned.key),
+                exc,
+            )
+            return False
+        owned.unsent = {}
+        return True
+
+    async def _send(
+        self, producer: AIOKafkaProducer, partition: int, records: dict[bytes, bytes | None]
+    ) -> list[asyncio.Future[Any]]:
+        """Queue ``records``: the first with ``send`` (which adds the partition to the
+        transaction), the rest in batches (a tenth of the cost of a ``send`` each)."""
+        futures: list[asyncio.Future[Any]] = []
+        batch = None
+        for key, value in records.items():
+            if not futures:
+                futures.append(await producer.send(self.topic, value, key=key, partition=partition))
+                continue
+            if batch is None:
+                batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        if batch is not None and batch.record_count():
+            futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+        return futures
+
+    async def stop(self) -> None:
+        for key in list(self._owned):
+            await self.release(key)

@@ -1,0 +1,256 @@
+"""A state written as changelog deltas and rebuilt from them reports and continues as
+the original, at any commit point, and the records it leaves stay bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feedback_stream.caps import Caps
+from feedback_stream.changelog import Change, ChangelogError, ChangeTracker, Restorer
+from feedback_stream.engine import ALL_PARTITIONS, Engine
+from feedback_stream.generator import GeneratorConfig, generate_records
+from feedback_stream.replay import replay
+from tests._oracle import Stream, streams
+from tests._score_streams import VARIANTS, kinds_for, score_streams
+from tests.test_order_independence import _extras, _feedback, _kserve, _lines
+
+WINDOWS = ("total", "30s", "3")
+NAME = "topic/0"
+
+
+class _Topic:
+    """A compacted topic as a reader sees it: records in order; the last value of a key wins."""
+
+    def __init__(self) -> None:
+        self.log: list[Change] = []
+
+    def write(self, changes: list[Change]) -> None:
+        self.log.extend(changes)
+
+    def compacted(self) -> dict[bytes, bytes]:
+        live: dict[bytes, bytes] = {}
+        for key, value in self.log:
+            if value is None:
+                live.pop(key, None)
+            else:
+                live[key] = value
+        return live
+
+
+def _restore(topic: _Topic, windows: tuple[str, ...], basis: str, compact: bool) -> Engine:
+    engine = Engine(windows, ttl=60.0, time_basis=basis)
+    restorer = Restorer(NAME)
+    records = list(topic.compacted().items()) if compact else topic.log
+    for key, value in records:
+        restorer.add(key, value)
+    state, retained = restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
+    engine.install(ALL_PARTITIONS, state)
+    ChangeTracker(NAME, state, retained)
+    return engine
+
+
+def _tracked(windows: tuple[str, ...], basis: str) -> tuple[Engine, ChangeTracker]:
+    engine = Engine(windows, ttl=60.0, time_basis=basis)
+    tracker = ChangeTracker(NAME, engine.state(ALL_PARTITIONS))
+    return engine, tracker
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stream=streams(),
+    cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5),
+    crash=st.integers(0, 5),
+    basis=st.sampled_from(["feedback", "request"]),
+    compact=st.booleans(),
+    windows=st.sampled_from([WINDOWS, ("total", "1s", "1"), ("2s",)]),
+)
+def test_restore_at_any_commit_then_continue_equals_never_stopping(
+    stream: Stream,
+    cuts: list[float],
+    crash: int,
+    basis: str,
+    compact: bool,
+    windows: tuple[str, ...],
+) -> None:
+    lines = stream.lines()
+    points = sorted({int(len(lines) * c) for c in cuts} | {len(lines)})
+    crash_at = points[crash % len(points)]
+    topic = _Topic()
+    original, tracker = _tracked(windows, basis)
+    done = 0
+    for point in points:
+        if point > crash_at:
+            break
+        replay(lines[done:point], original)
+        topic.write(tracker.changes())
+        done = point
+    restored = _restore(topic, windows, basis, compact)
+    assert restored.report(original.clock) == original.report(original.clock)
+    # Both go on from the commit; the restored one keeps writing the same topic.
+    state = restored.states[ALL_PARTITIONS]
+    assert state.observer is not None
+    end = replay(lines[done:], original)
+    replay(lines[done:], restored)
+    assert isinstance(state.observer, ChangeTracker)
+    topic.write(state.observer.changes())
+    assert restored.report(end.clock) == original.report(end.clock)
+    again = _restore(topic, windows, basis, compact=True)
+    assert again.report(end.clock) == original.report(end.clock)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams(max_puids=12))
+def test_records_of_expired_puids_and_evicted_outcomes_are_deleted(stream: Stream) -> None:
+    engine, tracker = _tracked(WINDOWS, "feedback")
+    topic = _Topic()
+    end = replay(stream.lines(), engine)
+    topic.write(tracker.changes())
+    later = (end.clock or 0.0) + 3600.0
+    engine.expire(later)
+    state = engine.states[ALL_PARTITIONS]
+    state.advance(later)
+    topic.write(tracker.changes())
+    live = topic.compacted()
+    prefix = NAME.encode() + b"\x00"
+    entries = [k for k in live if k.startswith(prefix + b"E")]
+    outcomes = [k for k in live if k.startswith(prefix + b"O")]
+    assert entries == []
+    # Only what the count window of 3 (and its reserve of 3) can still need, per model.
+    assert len(outcomes) <= 6 * len(state.models)
+    restored = _restore(topic, WINDOWS, "feedback", compact=True)
+    assert restored.report(later) == engine.report(later)
+
+
+def test_only_changed_records_are_written() -> None:
+    engine, tracker = _tracked(("total",), "feedback")
+    lines = [orjson.dumps(r) for r in generate_records(GeneratorConfig(seed=1, n_requests=1))]
+    replay(lines[:1], engine)
+    first = dict(tracker.changes())
+    kinds = sorted({k[len(NAME) + 1 : len(NAME) + 2] for k in first})
+    assert b"E" in kinds
+    assert b"S" in kinds
+    assert tracker.changes() == []  # nothing happened: nothing to write
+
+
+def test_records_of_another_state_are_ignored_and_unknown_kinds_refused() -> None:
+    restorer = Restorer(NAME)
+    restorer.add(b"other/1\x00Sxyz", b"{}")
+    assert restorer.empty
+    with pytest.raises(ChangelogError, match="unknown record kind"):
+        restorer.add(NAME.encode() + b"\x00Zabc", b"{}")
+    restorer.add(NAME.encode() + b"\x00S", b'{"format": "something else"}')
+    engine = Engine(("total",))
+    with pytest.raises(ChangelogError, match="format"):
+        restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), variant=st.sampled_from(VARIANTS), cut=st.floats(0.0, 1.0))
+def test_scored_outcomes_survive_the_changelog(
+    data: st.DataObject, variant: str, cut: float
+) -> None:
+    """Binary, probability and regression numbers restore exactly (model kinds' window state)."""
+    stream = data.draw(score_streams(variant))
+    lines = stream.lines()
+    split = int(len(lines) * cut)
+    windows = ("total", "30s", "4")
+    original = Engine(windows, ttl=1e6, kinds=kinds_for(variant))
+    tracker = ChangeTracker(NAME, original.state(ALL_PARTITIONS))
+    topic = _Topic()
+    replay(lines[:split], original)
+    topic.write(tracker.changes())
+    restored = Engine(windows, ttl=1e6, kinds=kinds_for(variant))
+    restorer = Restorer(NAME)
+    for key, value in topic.compacted().items():
+        restorer.add(key, value)
+    state, retained = restorer.build(
+        restored.specs, restored.sequence, restored.ttl, restored.time_basis
+    )
+    restored.install(ALL_PARTITIONS, state)
+    ChangeTracker(NAME, state, retained)
+    assert restored.report(original.clock) == original.report(original.clock)
+    end = replay(lines[split:], original)
+    replay(lines[split:], restored)
+    assert end.clock is not None
+    assert restored.report(end.clock) == original.report(end.clock)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams(max_puids=12), cap=st.integers(1, 6))
+def test_evicted_puids_are_deleted_and_a_restore_does_not_revive_them(
+    stream: Stream, cap: int
+) -> None:
+    engine = Engine(WINDOWS, ttl=60.0, caps=Caps(max_pending=cap))
+    tracker = ChangeTracker(NAME, engine.state(ALL_PARTITIONS))
+    topic = _Topic()
+    end = replay([], engine)
+    for line in stream.lines():  # a commit after every record
+        end = replay([line], engine)
+        topic.write(tracker.changes())
+    restored = Engine(WINDOWS, ttl=60.0, caps=Caps(max_pending=cap))
+    restorer = Restorer(NAME)
+    for key, value in topic.compacted().items():
+        restorer.add(key, value)
+    state, _ = restorer.build(restored.specs, restored.sequence, restored.ttl, restored.time_basis)
+    restored.install(ALL_PARTITIONS, state)
+    assert restored.pending == engine.pending <= cap
+    clock = end.clock if end.clock is not None else 0.0
+    assert restored.report(clock) == engine.report(clock)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stream=streams(),
+    extras=_extras(),
+    cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
+    crash=st.integers(0, 4),
+)
+def test_aliases_and_embedded_responses_survive_the_changelog(
+    stream: Stream, extras: list[dict[str, Any]], cuts: list[float], crash: int
+) -> None:
+    """Responses joined by body id (an alias merges entries) and feedback carrying its response."""
+    lines = _lines(stream, extras)
+    points = sorted({int(len(lines) * c) for c in cuts} | {len(lines)})
+    crash_at = points[crash % len(points)]
+    topic = _Topic()
+    original, tracker = _tracked(WINDOWS, "feedback")
+    done = 0
+    for point in points:
+        if point > crash_at:
+            break
+        replay(lines[done:point], original)
+        topic.write(tracker.changes())
+        done = point
+    restored = _restore(topic, WINDOWS, "feedback", compact=True)
+    assert restored.report(original.clock) == original.report(original.clock)
+    end = replay(lines[done:], original)
+    replay(lines[done:], restored)
+    assert restored.report(end.clock) == original.report(end.clock)
+
+
+def test_an_entry_merged_under_an_alias_is_deleted() -> None:
+    """Feedback naming a body id waits under it; the response carrying that id takes it in."""
+    body = {
+        "model_name": "iris",
+        "id": "body-0",
+        "outputs": [{"name": "predict", "shape": [1], "datatype": "INT64", "data": [1]}],
+    }
+    extras = [
+        _feedback("kfb-0", "body-0", 1000, {"truth": {"predictions": [1]}}),
+        _kserve("response", "log-0", 2000, body),
+    ]
+    lines = _lines(Stream([], []), extras)
+    topic = _Topic()
+    original, tracker = _tracked(WINDOWS, "feedback")
+    for line in lines:  # a commit after each
+        replay([line], original)
+        topic.write(tracker.changes())
+    assert original.pending == 1
+    restored = _restore(topic, WINDOWS, "feedback", compact=True)
+    assert restored.pending == 1
+    assert restored.report(original.clock) == original.report(original.clock)
