@@ -15,9 +15,9 @@ from feedback_stream.changelog import Change, ChangelogError, ChangeTracker, Res
 from feedback_stream.engine import ALL_PARTITIONS, Engine
 from feedback_stream.generator import GeneratorConfig, generate_records
 from feedback_stream.replay import replay
+from tests._fidelity_streams import _feedback, _kserve, extras, with_extras
 from tests._oracle import Stream, streams
 from tests._score_streams import VARIANTS, kinds_for, score_streams
-from tests.test_order_independence import _extras, _feedback, _kserve, _lines
 
 WINDOWS = ("total", "30s", "3")
 NAME = "topic/0"
@@ -206,15 +206,15 @@ def test_evicted_puids_are_deleted_and_a_restore_does_not_revive_them(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stream=streams(),
-    extras=_extras(),
+    more=extras(),
     cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
     crash=st.integers(0, 4),
 )
 def test_aliases_and_embedded_responses_survive_the_changelog(
-    stream: Stream, extras: list[dict[str, Any]], cuts: list[float], crash: int
+    stream: Stream, more: list[dict[str, Any]], cuts: list[float], crash: int
 ) -> None:
     """Responses joined by body id (an alias merges entries) and feedback carrying its response."""
-    lines = _lines(stream, extras)
+    lines = with_extras(stream, more)
     points = sorted({int(len(lines) * c) for c in cuts} | {len(lines)})
     crash_at = points[crash % len(points)]
     topic = _Topic()
@@ -240,11 +240,11 @@ def test_an_entry_merged_under_an_alias_is_deleted() -> None:
         "id": "body-0",
         "outputs": [{"name": "predict", "shape": [1], "datatype": "INT64", "data": [1]}],
     }
-    extras = [
+    records = [
         _feedback("kfb-0", "body-0", 1000, {"truth": {"predictions": [1]}}),
         _kserve("response", "log-0", 2000, body),
     ]
-    lines = _lines(Stream([], []), extras)
+    lines = with_extras(Stream([], []), records)
     topic = _Topic()
     original, tracker = _tracked(WINDOWS, "feedback")
     for line in lines:  # a commit after each

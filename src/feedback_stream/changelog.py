@@ -22,8 +22,9 @@ W     ``[model key, window name]``     ``window.dump()`` of a window that keeps
 M     model key                        the model's counters (``ModelCounters``)
 S     (none)                           clock, sequence, event counters, window
                                        names, TTL, time basis
-X     (none)                           the paired comparisons (``Pairing.dump()``),
-                                       written whole when it changed
+X     (none)                           the paired comparisons (``Pairing.dump()``
+                                       and the pairs it holds), written whole
+                                       when it changed
 P     (none)                           ``{"topic/partition": offset}``: the input
                                        offsets the state reflects (written by
                                        the store with every commit)
@@ -259,7 +260,13 @@ class ChangeTracker:
         if scalars != self._scalars:
             out[prefix + _S] = scalars
             self._scalars = scalars
-        pairing = orjson.dumps(state.pairing.dump())
+        pairs = {o.seq: o for o in state.pairing.referenced()}
+        pairing = orjson.dumps(
+            {
+                "pairing": state.pairing.dump(),
+                "pairs": [snapshot.outcome_row(o) for _, o in sorted(pairs.items())],
+            }
+        )
         if pairing != self._pairing:
             out[prefix + _X] = pairing
             self._pairing = pairing
@@ -273,7 +280,6 @@ class ChangeTracker:
         horizon = to_tick(state.clock) - self._width_tick if self._width_tick is not None else None
         keep = self._keep
         join = state.join
-        paired = {o.seq for o in state.pairing.referenced()}
         gone: list[int] = []
         for key, written in self._written.items():
             live = self._live[key]
@@ -286,7 +292,7 @@ class ChangeTracker:
                     break
                 if keep is not None and live - 1 < keep:
                     break
-                if join.holds_outcome(oldest) or oldest.seq in paired:
+                if join.holds_outcome(oldest):
                     break
                 written.popleft()
                 live -= 1
@@ -451,7 +457,12 @@ class Restorer:
             "events": scalars["events"],
         }
         if self._pairing is not None:
-            document["pairing"] = orjson.loads(self._pairing)
+            paired = orjson.loads(self._pairing)
+            document["pairing"] = paired["pairing"]
+            # The pairs' rows join the outcome table; they are no model's window content.
+            table = {row[0]: row for row in rows}
+            table.update((row[0], row) for row in paired["pairs"])
+            document["outcomes"] = sorted(table.values(), key=lambda r: r[0])
         state = snapshot.from_document(document, sequence, specs)
         return state, [row[0] for row in rows]
 
