@@ -22,9 +22,9 @@ W     ``[model key, window name]``     ``window.dump()`` of a window that keeps
 M     model key                        the model's counters (``ModelCounters``)
 S     (none)                           clock, sequence, event counters, window
                                        names, TTL, time basis
-X     (none)                           the paired comparisons (``Pairing.dump()``
-                                       and the pairs it holds), written whole
-                                       when it changed
+X     (none)                           the paired comparisons (``Pairing.dump()``,
+                                       pairs by seq), written whole when changed
+Q     pair seq                         one pair the comparisons hold (an outcome row)
 P     (none)                           ``{"topic/partition": offset}``: the input
                                        offsets the state reflects (written by
                                        the store with every commit)
@@ -89,7 +89,7 @@ DERIVED_WINDOWS: Final[tuple[type[Window], ...]] = (SlidingWindow, CountWindow)
 """Window classes rebuilt from the live outcomes; every other kind writes ``W`` records."""
 
 _SEP: Final = b"\x00"
-_E, _O, _W, _M, _S, _P, _X = b"E", b"O", b"W", b"M", b"S", b"P", b"X"
+_E, _O, _W, _M, _S, _P, _X, _Q = b"E", b"O", b"W", b"M", b"S", b"P", b"X", b"Q"
 
 
 class ChangelogError(ValueError):
@@ -134,6 +134,7 @@ class ChangeTracker:
         self._live: dict[ModelKey, int] = {}
         self._scalars: bytes | None = None
         self._pairing: bytes | None = None
+        self._pair_seqs: set[int] = set()
         self._orphans: list[int] = []
         specs = state.specs
         widths = [spec.width_s for spec in specs if spec.kind is WindowKind.TIME]
@@ -261,12 +262,13 @@ class ChangeTracker:
             out[prefix + _S] = scalars
             self._scalars = scalars
         pairs = {o.seq: o for o in state.pairing.referenced()}
-        pairing = orjson.dumps(
-            {
-                "pairing": state.pairing.dump(),
-                "pairs": [snapshot.outcome_row(o) for _, o in sorted(pairs.items())],
-            }
-        )
+        pair_key = prefix + _Q
+        for seq in self._pair_seqs - pairs.keys():
+            out[pair_key + str(seq).encode()] = None
+        for seq in pairs.keys() - self._pair_seqs:
+            out[pair_key + str(seq).encode()] = orjson.dumps(snapshot.outcome_row(pairs[seq]))
+        self._pair_seqs = set(pairs)
+        pairing = orjson.dumps(state.pairing.dump())
         if pairing != self._pairing:
             out[prefix + _X] = pairing
             self._pairing = pairing
@@ -317,6 +319,7 @@ class Restorer:
         self._models: dict[bytes, bytes] = {}
         self._scalars: bytes | None = None
         self._pairing: bytes | None = None
+        self._pairs: dict[bytes, bytes] = {}
         self.records = 0
         self.offsets: dict[str, int] = {}
         """The input offsets the state reflects (``P`` record), by ``"topic/partition"``."""
@@ -340,6 +343,8 @@ class Restorer:
         elif kind == _S:
             self._scalars = value
             return
+        elif kind == _Q:
+            table = self._pairs
         elif kind == _X:
             self._pairing = value
             return
@@ -362,6 +367,7 @@ class Restorer:
             (_O, self._outcomes),
             (_W, self._windows),
             (_M, self._models),
+            (_Q, self._pairs),
         ):
             out.extend(prefix + kind + rest for rest in table)
         return out
@@ -457,11 +463,12 @@ class Restorer:
             "events": scalars["events"],
         }
         if self._pairing is not None:
-            paired = orjson.loads(self._pairing)
-            document["pairing"] = paired["pairing"]
+            document["pairing"] = orjson.loads(self._pairing)
             # The pairs' rows join the outcome table; they are no model's window content.
             table = {row[0]: row for row in rows}
-            table.update((row[0], row) for row in paired["pairs"])
+            for value in self._pairs.values():
+                row = orjson.loads(value)
+                table[row[0]] = row
             document["outcomes"] = sorted(table.values(), key=lambda r: r[0])
         state = snapshot.from_document(document, sequence, specs)
         return state, [row[0] for row in rows]

@@ -47,6 +47,9 @@ __all__ = ["StateFenced", "StateStore", "state_name"]
 
 _log = logging.getLogger(__name__)
 
+MAX_RECORD_BYTES: Final = 64 << 20
+"""The largest state record (producer request and state topic ``max.message.bytes``)."""
+
 PROGRESS_INTERVAL_S: Final = 5.0
 """Seconds between restore progress lines."""
 
@@ -129,6 +132,7 @@ class StateStore:
                 replication_factor=replication,
                 topic_configs={
                     "cleanup.policy": "compact",
+                    "max.message.bytes": str(MAX_RECORD_BYTES),
                     "min.compaction.lag.ms": "0",
                     "segment.ms": str(6 * 3600 * 1000),
                 },
@@ -167,7 +171,9 @@ class StateStore:
             transactional_id=f"{self.topic}/{state_name(key)}",
             acks="all",
             enable_idempotence=True,
-            max_batch_size=1 << 20,
+            max_batch_size=256 << 10,
+            # The paired-comparison record is written whole and can pass 1 MiB.
+            max_request_size=MAX_RECORD_BYTES,
             linger_ms=5,
             **s.kafka_security_kwargs(),
         )
@@ -357,23 +363,11 @@ class StateStore:
     async def _send(
         self, producer: AIOKafkaProducer, partition: int, records: dict[bytes, bytes | None]
     ) -> list[asyncio.Future[Any]]:
-        """Queue ``records``: the first with ``send`` (which adds the partition to the
-        transaction), the rest in batches (a tenth of the cost of a ``send`` each)."""
-        futures: list[asyncio.Future[Any]] = []
-        batch = None
-        for key, value in records.items():
-            if not futures:
-                futures.append(await producer.send(self.topic, value, key=key, partition=partition))
-                continue
-            if batch is None:
-                batch = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        if batch is not None and batch.record_count():
-            futures.append(await producer.send_batch(batch, self.topic, partition=partition))
-        return futures
+        """Queue ``records`` (the producer batches them)."""
+        return [
+            await producer.send(self.topic, value, key=key, partition=partition)
+            for key, value in records.items()
+        ]
 
     async def stop(self) -> None:
         for key in list(self._owned):
