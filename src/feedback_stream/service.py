@@ -528,6 +528,7 @@ class Service:
             await states.restore(ALL_PARTITIONS, committed)
             keys = [ALL_PARTITIONS]
         else:
+            states.add_partitions(ALL_PARTITIONS, committed)
             keys = []
         for key in keys:
             state = self.engine.states[key]

@@ -229,6 +229,17 @@ class StateStore:
             time.monotonic() - started,
         )
 
+    def add_partitions(self, key: StateKey, offsets: Mapping[TopicPartition, int | None]) -> None:
+        """Input partitions newly assigned to a state restored already (``route=puid``).
+
+        Their committed offsets join the offsets the state records, so that a
+        later restore finds every partition it covers.
+        """
+        owned = self._owned.get(key)
+        if owned is not None:
+            for tp, offset in offsets.items():
+                owned.positions.setdefault(f"{tp.topic}/{tp.partition}", offset)
+
     async def _read(self, key: StateKey, name: str) -> Restorer:
         s = self.settings
         restorer = Restorer(name)
