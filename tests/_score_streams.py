@@ -2,7 +2,8 @@
 
 :func:`score_streams` draws replay records for one model whose kind is
 declared: each puid has one response (one or two rows) and up to three
-feedbacks (amendments: the latest feedback time wins, ties by arrival),
+feedbacks (amendments: the latest feedback time wins, ties to the larger
+identity hash, whatever the arrival order),
 delivered in a random order with redeliveries. :func:`live_outcomes` works
 out, without the engine's code, which (scores, truth, time, stamp) rows are
 live at the end; :func:`expected` computes every number with scikit-learn.
@@ -30,6 +31,7 @@ from sklearn.metrics import (
 )
 
 from feedback_stream.events import ModelKey
+from feedback_stream.join import identity_hash
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import to_tick
 from feedback_stream.windows import WindowKind, WindowSpec
@@ -57,6 +59,7 @@ def kinds_for(variant: str) -> ModelKinds:
 class Feedback:
     time_ms: int
     truth: tuple[Any, ...] | None  # per row; None: reward-only (reward 1)
+    rank: int = 0  # the event's identity hash: the tie-break between equal times
 
 
 @dataclass
@@ -162,14 +165,15 @@ def score_streams(draw: st.DrawFn, variant: str, max_puids: int = 10) -> ScoreSt
         )
         for _ in range(draw(st.integers(0, 3))):
             time_ms = base + draw(st.integers(0, 90)) * 1000 + draw(st.sampled_from([0, 0, 1, 999]))
+            n += 1
+            rank = identity_hash((_headers("feedback", puid, f"f{n}")["ce_type"], f"f{n}"))
             if variant != "regression" and draw(st.integers(0, 4)) == 0:
-                feedback = Feedback(time_ms, None)
+                feedback = Feedback(time_ms, None, rank)
                 value: dict[str, Any] = {"reward": 1}
             else:
                 truth = tuple(_truth(draw, variant) for _ in rows)
-                feedback = Feedback(time_ms, truth)
+                feedback = Feedback(time_ms, truth, rank)
                 value = {"truth": {"data": {"ndarray": [[t] for t in truth]}}}
-            n += 1
             events.append(
                 (
                     {"headers": _headers("feedback", puid, f"f{n}"), "value": value,
@@ -219,7 +223,7 @@ def live_outcomes(stream: ScoreStream) -> list[Live]:
     for puid in stream.puids.values():
         if not puid.feedbacks:
             continue
-        arrival, winner = max(puid.feedbacks, key=lambda af: (af[1].time_ms, af[0]))
+        arrival, winner = max(puid.feedbacks, key=lambda af: (af[1].time_ms, af[1].rank))
         stamp = max(arrival, puid.response_arrival)
         for row, score in enumerate(puid.rows):
             if winner.truth is not None:
