@@ -228,7 +228,11 @@ def _request(headers: bytes, body: bytes) -> bytes:
 
 _broken_http = st.one_of(
     st.binary(min_size=1, max_size=80).map(lambda b: b"POST / HTTP/1.1\r\n" + b + b"\r\n\r\n"),
-    st.binary(min_size=1, max_size=80).map(lambda b: b + b"\r\n\r\n"),
+    # Only line ends are no request at all: HTTP/1.1 servers skip empty lines before a
+    # request line (RFC 9112, 2.2), so such input is answered by nothing, rightly.
+    st.binary(min_size=1, max_size=80)
+    .filter(lambda b: b.strip(b"\r\n"))
+    .map(lambda b: b + b"\r\n\r\n"),
     st.just(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
     st.just(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
 )
