@@ -79,6 +79,19 @@ async def test_invalid_settings_exit_2_naming_the_field() -> None:
             "valid number",
         ),
         (["--history-since", "yesterday"], {}, "--history-since / FEEDBACK_STREAM_HISTORY__", ""),
+        (
+            ["--kafka-topic-pattern", "["],
+            {},
+            "--kafka-topic-pattern / FEEDBACK_STREAM_KAFKA_TOPIC_PATTERN",
+            "not a regular expression",
+        ),
+        (["--ingest-token-file", "/nonexistent"], {}, "--ingest-token-file", "cannot read"),
+        (
+            [],
+            {"FEEDBACK_STREAM_KAFKA_SASL_PASSWORD_FILE": "/nonexistent"},
+            "FEEDBACK_STREAM_KAFKA_SASL_PASSWORD_FILE",
+            "cannot read the secret file",
+        ),
     ],
 )
 def test_configuration_errors_are_usage_errors_before_anything_starts(

@@ -962,6 +962,12 @@ def load_settings(args: argparse.Namespace, command: str, **overrides: Any) -> S
         for line in usage_errors(exc):
             print(f"feedback-stream {command}: error: {line}", file=sys.stderr)
         return None
+    except ValueError as exc:  # a secret file that cannot be read names its flag or variable
+        usage = getattr(args, "format_usage", None)
+        if usage is not None:
+            print(usage(), end="", file=sys.stderr)
+        print(f"feedback-stream {command}: error: {exc}", file=sys.stderr)
+        return None
 
 
 def _run_command(args: argparse.Namespace) -> int:

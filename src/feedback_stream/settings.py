@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -357,6 +358,16 @@ class Settings(BaseSettings):
     def _models_config(cls, value: str) -> str:
         if value:
             ModelKinds.load(value)  # ModelKindsError (a ValueError) names the rule and field
+        return value
+
+    @field_validator("kafka_topic_pattern")
+    @classmethod
+    def _topic_pattern(cls, value: str) -> str:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
         return value
 
     @field_validator("prediction_urls")
