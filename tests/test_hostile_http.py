@@ -238,3 +238,37 @@ async def test_a_large_body_is_decoded_off_the_event_loop() -> None:
     assert len(service.threads) == 2001
     assert main not in service.threads[:2000]  # the batch: in a worker thread
     assert service.threads[2000] == main  # a small body: decoded in place
+
+
+async def test_a_client_gone_mid_body_is_a_counted_refusal_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    from urllib.parse import urlsplit
+
+    async with running(settings()) as (_, url):
+        address = urlsplit(url)
+        assert address.hostname is not None
+        assert address.port is not None
+        _, writer = await asyncio.open_connection(address.hostname, address.port)
+        whole = _binary_request(b"classifier")
+        writer.write(whole[: len(whole) - 10])  # headers and part of the body, then gone
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+        async def counted() -> float:
+            _, text = await get_text(f"{url}/metrics")
+            return _refused(parse_metrics(text), "client_disconnected")
+
+        for _ in range(100):
+            if await counted() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await counted() == 1
+        # A browser's icon request is not a refusal.
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/favicon.ico") as icon:
+            assert icon.status == 204
+        samples = parse_metrics(await assert_read_side_healthy(url))
+        assert sample_sum(samples, "feedback_stream_refused_requests_total") == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

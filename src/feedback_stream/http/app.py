@@ -183,6 +183,7 @@ def create_app(
         return app
     app.router.add_get("/", handlers.page)
     app.router.add_get("/static/{name}", handlers.static)
+    app.router.add_get("/favicon.ico", _no_icon)  # browsers ask; not a refusal to count
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
@@ -192,6 +193,11 @@ def create_app(
     app.router.add_get("/api/v1/status", handlers.status)
     app.router.add_get("/api/v1/comparisons", handlers.comparisons)
     return app
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    """The page has no icon: ``204``, so a browser's request is no 404 to count."""
+    return web.Response(status=204)
 
 
 def _error_middleware(refusals: Refusals) -> Callable[..., Any]:
@@ -209,6 +215,12 @@ def _error_middleware(refusals: Refusals) -> Callable[..., Any]:
             )
             response.headers.update(
                 {k: v for k, v in exc.headers.items() if k.lower() == "www-authenticate"}
+            )
+        except ConnectionResetError:
+            # The client went away mid-request (a half-sent body): its refusal, not our error.
+            response = _json(
+                {"error": "client_disconnected", "reason": "the connection closed mid-request"},
+                status=400,
             )
         except Exception:
             _log.exception("error serving %s %s", request.method, request.path)

@@ -207,7 +207,7 @@ class KafkaSource:
         every = f"(topic metadata is refreshed every {s.kafka_metadata_max_age_ms / 1000:g} s)"
         if s.kafka_topic_pattern:
             if not consumer.subscription():
-                return f"no topic matches {s.kafka_topic_pattern!r} yet {every}"
+                return f"no topic matches '{s.kafka_topic_pattern}' yet {every}"
         else:
             missing = [t for t in s.kafka_topics if consumer.partitions_for_topic(t) is None]
             if missing:
