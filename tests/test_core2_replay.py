@@ -306,3 +306,15 @@ def test_a_core2_binary_model_s_scores_give_sklearn_s_roc_auc_log_loss_and_brier
     assert math.isclose(binary["roc_auc"], roc_auc_score(truths, scores), abs_tol=1e-12)
     assert math.isclose(binary["log_loss"], log_loss(truths, scores), abs_tol=1e-12)
     assert math.isclose(binary["brier"], brier_score_loss(truths, scores), abs_tol=1e-12)
+
+
+def test_replay_takes_run_s_plural_experiments_flag_with_a_comma_list() -> None:
+    example = DOCS / "examples" / "seldon-core-2.jsonl"
+    base = [*CLI, "replay", str(example), "--source", "seldon-core-2"]
+    singular = subprocess.run([*base, *EXPERIMENT], capture_output=True, check=True)
+    plural = subprocess.run(
+        [*base, "--seldon-experiments", "iris=iris-default:iris-shadow,other=a:b"],
+        capture_output=True,
+        check=True,
+    )
+    assert orjson.loads(plural.stdout)["models"] == orjson.loads(singular.stdout)["models"]

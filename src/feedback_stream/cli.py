@@ -30,6 +30,11 @@ from feedback_stream.windows import WindowSpec, parse_duration
 __all__ = ["build_parser", "main"]
 
 
+def _comma_list(text: str) -> list[str]:
+    """``a,b`` as two items, as run's list settings take them."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _windows(text: str) -> list[WindowSpec]:
     try:
         return [WindowSpec.parse(part) for part in text.split(",") if part.strip()]
@@ -203,9 +208,12 @@ def _add_replay_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     )
     parser.add_argument(
         "--seldon-experiment",
-        action="append",
+        "--seldon-experiments",
+        action="extend",
+        type=_comma_list,
         metavar="NAME=DEFAULT:OTHER",
-        help="a Core 2 experiment to label as one deployment; repeatable",
+        help="a Core 2 experiment to label as one deployment; repeatable or comma "
+        "separated, as run's --seldon-experiments",
     )
     parser.add_argument(
         "--models-config",
