@@ -205,6 +205,10 @@ class StateStore:
         )
         recorded = restorer.offsets
         wanted = {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
+        # The state goes on reflecting the partitions it holds no longer (route=puid
+        # restarted while a killed member still held some): keep their offsets, so that
+        # a commit made before they come back does not drop them from the record.
+        positions = {**recorded, **wanted}
         if not restorer.empty and {k: recorded.get(k) for k in wanted} != wanted:
             _log.warning(
                 "state %s reflects input offsets %s but the group resumes at %s: starting it "
@@ -217,8 +221,9 @@ class StateStore:
                 engine.specs, engine.sequence, engine.ttl, engine.time_basis
             )
             owned.unsent.update(dict.fromkeys(restorer.keys()))
+            positions = dict(wanted)
         engine.install(key, state)
-        owned.positions = dict(wanted)
+        owned.positions = positions
         owned.tracker = ChangeTracker(name, state, retained)
         _log.info(
             "restored state %s: %d records, %d pending puids, %d models in %.1f s",
