@@ -294,16 +294,17 @@ async def _ours(args: argparse.Namespace) -> None:
     as_in_service_run()
     # Where the time goes: how much of it the loop spends waiting for offset commits.
     commits = time_commits(service)
+    models = {}
     try:
         await asyncio.wait_for(done.wait(), timeout=args.timeout)
+        # Read before stopping: a stop releases the states (durable state hands them on).
+        engine = service.engine
+        for key in engine.model_keys():
+            counts = engine.counts(key, "total")
+            name = model_name(key.namespace, key.deployment, key.predictor, key.model)
+            models[name] = [counts.correct, counts.known]
     finally:
         await service.stop()
-    engine = service.engine
-    models = {}
-    for key in engine.model_keys():
-        counts = engine.counts(key, "total")
-        name = model_name(key.namespace, key.deployment, key.predictor, key.model)
-        models[name] = [counts.correct, counts.known]
     report(
         service.seen,
         stamps["first"],
