@@ -30,7 +30,7 @@ from typing import Any
 from bench import kafka_e2e
 from bench._worker import run_contender
 from bench.broker import create_topic, delete_topics, new_topic_name, preload
-from bench.memory import _pending_records
+from bench.memory import pending_records
 from bench.result import Context, Figure
 from bench.stream import bench_config, iter_wire
 
@@ -165,7 +165,7 @@ async def _measure(bootstrap: str, n_puids: int, n_outcomes: int) -> dict[str, A
             )
             offset += 1
         write_s = 0.0
-        for headers, value, ts in _pending_records(n_puids):
+        for headers, value, ts in pending_records(n_puids):
             engine.process_record(
                 headers, value, now_ms + ts % 1000, SourcePosition(topic, 0, offset)
             )

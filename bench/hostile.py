@@ -27,45 +27,15 @@ import time
 from collections.abc import Iterator
 
 from bench._timing import rss_bytes
+from bench.memory import pending_records
 from bench.result import Context, Figure
-from bench.stream import WireRecord, to_wire
 from feedback_stream.events import SourcePosition
-from feedback_stream.generator import (
-    DeploymentSpec,
-    GeneratorConfig,
-    PredictorSpec,
-    generate_records,
-)
 from feedback_stream.service import Service
 from feedback_stream.settings import Settings
 
 __all__ = ["flood", "run"]
 
 _UNCAPPED = 1 << 40
-
-
-def _templates() -> tuple[WireRecord, WireRecord]:
-    config = GeneratorConfig(
-        seed=3,
-        n_requests=1,
-        deployments=(DeploymentSpec(predictors=(PredictorSpec("default", 0.9),)),),
-        feedback_share=0.0,
-    )
-    request, response = (to_wire(r) for r in generate_records(config))
-    return request, response
-
-
-def _pending_records(n: int) -> Iterator[tuple[list[tuple[str, bytes]], bytes, int]]:
-    request, response = _templates()
-    for i in range(n):
-        puid = f"{i:08x}-5e1d-4b5a-9c0d-{i * 2654435761 % (1 << 48):012x}".encode()
-        for j, template in enumerate((request, response)):
-            event_id = f"{i:08x}-{j:04x}-4000-8000-000000000000".encode()
-            headers = [
-                (name, puid if name == "ce_requestid" else event_id if name == "ce_id" else v)
-                for name, v in template.headers
-            ]
-            yield headers, template.value, template.timestamp + i
 
 
 _RESPONSE = "io.seldon.serving.inference.response"
@@ -104,7 +74,7 @@ def flood(kind: str, n: int, capped: bool) -> dict[str, float]:
         values["max_models"] = _UNCAPPED
     service = Service(Settings(**values))  # type: ignore[arg-type]
     engine = service.engine
-    records = _pending_records(n) if kind == "pending" else _model_records(n, 2)
+    records = pending_records(n) if kind == "pending" else _model_records(n, 2)
     gc.collect()
     before = rss_bytes()
     for offset, (headers, value, ts) in enumerate(records):

@@ -52,7 +52,7 @@ def _templates() -> tuple[WireRecord, WireRecord]:
     return request, response
 
 
-def _pending_records(n: int) -> Iterator[tuple[list[tuple[str, bytes]], bytes, int]]:
+def pending_records(n: int) -> Iterator[tuple[list[tuple[str, bytes]], bytes, int]]:
     """Request and response records of ``n`` distinct puids, none with feedback."""
     request, response = _templates()
     for i in range(n):
@@ -69,7 +69,7 @@ def _pending_records(n: int) -> Iterator[tuple[list[tuple[str, bytes]], bytes, i
 def _ours(n: int) -> tuple[float, int]:
     """RSS growth per pending puid of an engine holding ``n`` more of them."""
     engine = Engine(("total", "5m", "1000"))
-    records = _pending_records(n + _WARMUP)
+    records = pending_records(n + _WARMUP)
     offset = 0
 
     def feed(count: int) -> None:
