@@ -12,9 +12,10 @@ through a :class:`~feedback_stream.service.Service`'s engine and counters
   one of 50 classes. Caps at their defaults (``max_models`` 1000,
   ``max_classes`` 50) against no model cap.
 
-After the model flood the child renders ``/metrics``
-(``generate_latest`` of the service's registry) with the caps at their
-defaults and reports the median of three renders.
+After the model flood the child renders ``/metrics`` (the service's page in
+the text format, as a scrape gets it) with the caps at their defaults: the
+first render (nothing cached yet, the figure) and the median of three more
+(unchanged windows' lines reused).
 """
 
 from __future__ import annotations
@@ -88,14 +89,13 @@ def flood(kind: str, n: int, capped: bool) -> dict[str, float]:
         "models": float(len(engine.model_keys())),
     }
     if kind == "models" and capped:
-        from prometheus_client.exposition import generate_latest
-
         times = []
-        for _ in range(3):
+        for _ in range(4):
             start = time.perf_counter()
-            page = generate_latest(service.registry)
+            page, _ = service.metrics_page("")
             times.append(time.perf_counter() - start)
-        out["render_s"] = sorted(times)[1]
+        out["render_s"] = times[0]
+        out["render_warm_s"] = sorted(times[1:])[1]
         out["render_bytes"] = float(len(page))
     return out
 
@@ -139,7 +139,11 @@ def run(ctx: Context) -> list[Figure]:
             name=f"/metrics render after the {n_models:,}-model flood, caps at defaults",
             value=models["render_s"] * 1000,
             unit="ms",
-            detail={"page_bytes": models["render_bytes"], "models": models["models"]},
+            detail={
+                "page_bytes": models["render_bytes"],
+                "models": models["models"],
+                "unchanged_render_ms": models["render_warm_s"] * 1000,
+            },
         ),
     ]
 

@@ -41,7 +41,7 @@ from bench.stream import WireRecord, bench_config, wire_stream
 
 __all__ = ["run"]
 
-TARGET_P99_MS = 50.0
+TARGET_P99_MS = 20.0
 _SCRAPE_EVERY_S = 0.1
 RATES = (1000, 5000)
 _FEEDBACK = b"io.seldon.serving.feedback"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.exposition import choose_encoder
 
 from feedback_stream.demo.traffic import DemoConfig, IrisTraffic, SimulatedRequest
 from feedback_stream.events import ModelKey
@@ -239,3 +240,21 @@ async def test_metrics_negotiates_the_text_format(accept: str) -> None:
         assert text.rstrip().endswith("# EOF")
     else:
         assert reply.content_type == "text/plain"
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text; version=1.0.0"])
+async def test_the_served_page_is_prometheus_clients_rendering_of_the_registry(
+    accept: str,
+) -> None:
+    async with running(settings(windows=["total", "5m", "1000"])) as (service, url):
+        await _post_all(url, _iris(40))
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{url}/metrics", headers={"Accept": accept}) as reply,
+        ):
+            assert reply.status == 200
+            served = await reply.text()
+        encoder, _ = choose_encoder(accept)
+        expected = encoder(service.registry).decode()
+    assert sorted(served.splitlines()) == sorted(expected.splitlines())
+    assert 'feedback_stream_class_f1{class="setosa"' in served

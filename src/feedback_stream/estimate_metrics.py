@@ -11,15 +11,40 @@ whether to trust the estimate; :mod:`feedback_stream.cbpe`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from feedback_stream.engine import Engine
 from feedback_stream.events import ModelKey
 
-__all__ = ["unlabelled_families"]
+__all__ = ["UNLABELLED_GAUGES", "unlabelled_families"]
 
 _LABELS = ("namespace", "deployment", "predictor", "model", "window")
+
+UNLABELLED_GAUGES: Final[dict[str, tuple[str, str]]] = {
+    "estimated": (
+        "feedback_stream_estimated_accuracy",
+        "Accuracy of the responses awaiting feedback, estimated from their top scores (CBPE).",
+    ),
+    "lower": (
+        "feedback_stream_estimated_accuracy_ci_lower",
+        "Lower bound of the estimate's 95% interval (valid if the scores are calibrated).",
+    ),
+    "upper": (
+        "feedback_stream_estimated_accuracy_ci_upper",
+        "Upper bound of the estimate's 95% interval (valid if the scores are calibrated).",
+    ),
+    "rows": (
+        "feedback_stream_awaiting_feedback_rows",
+        "Scored response rows in the window still waiting for feedback.",
+    ),
+    "confidence": (
+        "feedback_stream_labelled_mean_confidence",
+        "Mean top score of the labelled rows (calibrated scores match their accuracy).",
+    ),
+}
+"""(name, HELP) of the estimate families, in exposition order (labels: model labels, window)."""
 
 
 def unlabelled_families(
@@ -27,29 +52,14 @@ def unlabelled_families(
 ) -> Iterator[Metric]:
     """The estimate gauges of every model ``admits``."""
 
-    def gauge(name: str, doc: str) -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=list(_LABELS))
+    def gauge(field: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(*UNLABELLED_GAUGES[field], labels=list(_LABELS))
 
-    estimated = gauge(
-        "feedback_stream_estimated_accuracy",
-        "Accuracy of the responses awaiting feedback, estimated from their top scores (CBPE).",
-    )
-    lower = gauge(
-        "feedback_stream_estimated_accuracy_ci_lower",
-        "Lower bound of the estimate's 95% interval (valid if the scores are calibrated).",
-    )
-    upper = gauge(
-        "feedback_stream_estimated_accuracy_ci_upper",
-        "Upper bound of the estimate's 95% interval (valid if the scores are calibrated).",
-    )
-    rows = gauge(
-        "feedback_stream_awaiting_feedback_rows",
-        "Scored response rows in the window still waiting for feedback.",
-    )
-    confidence = gauge(
-        "feedback_stream_labelled_mean_confidence",
-        "Mean top score of the labelled rows (calibrated scores match their accuracy).",
-    )
+    estimated = gauge("estimated")
+    lower = gauge("lower")
+    upper = gauge("upper")
+    rows = gauge("rows")
+    confidence = gauge("confidence")
     for key, windows in engine.unlabelled(now).items():
         if not admits(key):
             continue

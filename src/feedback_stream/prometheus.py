@@ -415,6 +415,53 @@ class _ModelSeries:
         self.label_delay = metrics.label_delay.labels(*labels)
 
 
+WINDOW_GAUGES: Final[dict[str, tuple[str, str]]] = {
+    "outcomes": ("feedback_stream_window_outcomes", "Outcomes in the window."),
+    "known": (
+        "feedback_stream_window_known",
+        "Outcomes in the window whose correctness is known.",
+    ),
+    "correct": ("feedback_stream_window_correct", "Correct outcomes in the window."),
+    "accuracy": ("feedback_stream_accuracy", "Accuracy (correct / known)."),
+    "ci_lower": ("feedback_stream_accuracy_ci_lower", "Lower bound of accuracy's 95% Wilson CI."),
+    "ci_upper": ("feedback_stream_accuracy_ci_upper", "Upper bound of accuracy's 95% Wilson CI."),
+    "precision": ("feedback_stream_class_precision", "Precision of one class."),
+    "recall": ("feedback_stream_class_recall", "Recall of one class."),
+    "f1": ("feedback_stream_class_f1", "F1 score of one class."),
+    "support": ("feedback_stream_class_support", "Outcomes whose true class it is."),
+    "avg_precision": ("feedback_stream_average_precision", "Precision averaged over classes."),
+    "avg_recall": ("feedback_stream_average_recall", "Recall averaged over classes."),
+    "avg_f1": ("feedback_stream_average_f1", "F1 averaged over classes."),
+    # Not ``*_reward_count`` / ``*_reward_sum``: promtool reserves those
+    # suffixes for histograms and summaries.
+    "reward_pairs": (
+        "feedback_stream_window_reward_pairs",
+        "Joined pairs with a reward in the window.",
+    ),
+    "reward_value": ("feedback_stream_window_reward_value", "Sum of the rewards in the window."),
+}
+"""(name, HELP) of the per-window gauge families, in the order they are exposed.
+
+Labels: the model labels and ``window``; ``precision`` .. ``support`` add
+``class``, the averages ``average`` (``macro``, ``micro``, ``weighted``).
+"""
+
+MODEL_GAUGES: Final[dict[str, tuple[str, str]]] = {
+    "coverage": (
+        "feedback_stream_label_coverage",
+        "Share of responses that got feedback (cumulative).",
+    ),
+    "last_feedback": (
+        "feedback_stream_last_feedback_timestamp_seconds",
+        "Event time of the newest feedback applied.",
+    ),
+    "pending": ("feedback_stream_pending_puids", "puids waiting in join stores."),
+    "lag": ("feedback_stream_consumer_lag", "Records behind the partition's end."),
+}
+"""(name, HELP) of the gauges after the window families: per model (coverage,
+last feedback), unlabelled (pending), per (``topic``, ``partition``) (lag)."""
+
+
 class WindowCollector(Collector):
     """The scrape-time gauges, read from the engine's windows."""
 
@@ -439,52 +486,29 @@ class WindowCollector(Collector):
         model = list(MODEL_LABELS)
         win = [*model, "window"]
 
-        def gauge(name: str, doc: str, labels: Sequence[str]) -> GaugeMetricFamily:
+        def gauge(field: str, labels: Sequence[str]) -> GaugeMetricFamily:
+            name, doc = WINDOW_GAUGES[field] if field in WINDOW_GAUGES else MODEL_GAUGES[field]
             return GaugeMetricFamily(name, doc, labels=list(labels))
 
-        outcomes = gauge("feedback_stream_window_outcomes", "Outcomes in the window.", win)
-        known = gauge(
-            "feedback_stream_window_known",
-            "Outcomes in the window whose correctness is known.",
-            win,
-        )
-        correct = gauge("feedback_stream_window_correct", "Correct outcomes in the window.", win)
-        accuracy = gauge("feedback_stream_accuracy", "Accuracy (correct / known).", win)
-        ci_lower = gauge(
-            "feedback_stream_accuracy_ci_lower", "Lower bound of accuracy's 95% Wilson CI.", win
-        )
-        ci_upper = gauge(
-            "feedback_stream_accuracy_ci_upper", "Upper bound of accuracy's 95% Wilson CI.", win
-        )
+        outcomes = gauge("outcomes", win)
+        known = gauge("known", win)
+        correct = gauge("correct", win)
+        accuracy = gauge("accuracy", win)
+        ci_lower = gauge("ci_lower", win)
+        ci_upper = gauge("ci_upper", win)
         cls = [*win, "class"]
-        precision = gauge("feedback_stream_class_precision", "Precision of one class.", cls)
-        recall = gauge("feedback_stream_class_recall", "Recall of one class.", cls)
-        f1 = gauge("feedback_stream_class_f1", "F1 score of one class.", cls)
-        support = gauge("feedback_stream_class_support", "Outcomes whose true class it is.", cls)
+        precision = gauge("precision", cls)
+        recall = gauge("recall", cls)
+        f1 = gauge("f1", cls)
+        support = gauge("support", cls)
         avg = [*win, "average"]
-        avg_precision = gauge(
-            "feedback_stream_average_precision", "Precision averaged over classes.", avg
-        )
-        avg_recall = gauge("feedback_stream_average_recall", "Recall averaged over classes.", avg)
-        avg_f1 = gauge("feedback_stream_average_f1", "F1 averaged over classes.", avg)
-        # Not ``*_reward_count`` / ``*_reward_sum``: promtool reserves those
-        # suffixes for histograms and summaries.
-        reward_count = gauge(
-            "feedback_stream_window_reward_pairs", "Joined pairs with a reward in the window.", win
-        )
-        reward_sum = gauge(
-            "feedback_stream_window_reward_value", "Sum of the rewards in the window.", win
-        )
-        coverage = gauge(
-            "feedback_stream_label_coverage",
-            "Share of responses that got feedback (cumulative).",
-            model,
-        )
-        last_feedback = gauge(
-            "feedback_stream_last_feedback_timestamp_seconds",
-            "Event time of the newest feedback applied.",
-            model,
-        )
+        avg_precision = gauge("avg_precision", avg)
+        avg_recall = gauge("avg_recall", avg)
+        avg_f1 = gauge("avg_f1", avg)
+        reward_count = gauge("reward_pairs", win)
+        reward_sum = gauge("reward_value", win)
+        coverage = gauge("coverage", model)
+        last_feedback = gauge("last_feedback", model)
         scores = ScoreGauges()
         for key in engine.model_keys():
             if not self._guard.admits(key):
@@ -525,13 +549,9 @@ class WindowCollector(Collector):
                     avg_precision.add_metric(al, prf[0])
                     avg_recall.add_metric(al, prf[1])
                     avg_f1.add_metric(al, prf[2])
-        pending = gauge("feedback_stream_pending_puids", "puids waiting in join stores.", ())
+        pending = gauge("pending", ())
         pending.add_metric([], engine.pending)
-        lag = gauge(
-            "feedback_stream_consumer_lag",
-            "Records behind the partition's end.",
-            ("topic", "partition"),
-        )
+        lag = gauge("lag", ("topic", "partition"))
         for (topic, partition), behind in sorted(self._lag().items()):
             lag.add_metric([topic, str(partition)], behind)
         yield from comparison_families(engine, now, self._guard.admits)

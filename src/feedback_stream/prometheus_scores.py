@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from feedback_stream.metrics import WindowMetrics
 from feedback_stream.scores import ModelKind
 
-__all__ = ["ScoreGauges"]
+__all__ = ["KIND_GAUGE", "SCORE_GAUGES", "ScoreGauges"]
 
 _MODEL: Final = ("namespace", "deployment", "predictor", "model")
 _WINDOW: Final = (*_MODEL, "window")
@@ -50,6 +50,17 @@ _FAMILIES: Final = (
      "Regression outcomes in the window whose truth is 0 (MAPE is undefined for them)."),
 )  # fmt: skip
 
+SCORE_GAUGES: Final[dict[str, tuple[str, str]]] = {
+    field: (name, doc) for field, name, doc in _FAMILIES
+}
+"""(name, HELP) of each score family by its field in the quality metrics, in exposition order."""
+
+KIND_GAUGE: Final = (
+    "feedback_stream_model_kind",
+    "1 for the kind a model's outputs are read as, with whether it was declared.",
+)
+"""(name, HELP) of the model-kind family (labels: model labels, ``kind``, ``declared``)."""
+
 
 class ScoreGauges:
     """The families of one scrape; :meth:`add` per (model, window), then iterate."""
@@ -59,11 +70,7 @@ class ScoreGauges:
             field: GaugeMetricFamily(name, doc, labels=list(_WINDOW))
             for field, name, doc in _FAMILIES
         }
-        self.kind = GaugeMetricFamily(
-            "feedback_stream_model_kind",
-            "1 for the kind a model's outputs are read as, with whether it was declared.",
-            labels=[*_MODEL, "kind", "declared"],
-        )
+        self.kind = GaugeMetricFamily(*KIND_GAUGE, labels=[*_MODEL, "kind", "declared"])
 
     def add_kind(self, labels: Sequence[str], kind: ModelKind, declared: bool) -> None:
         self.kind.add_metric([*labels, kind.value, "true" if declared else "false"], 1.0)

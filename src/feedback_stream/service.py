@@ -63,6 +63,7 @@ from feedback_stream.es.history import HistoryBootstrap
 from feedback_stream.es.overlap import HistoryOverlap
 from feedback_stream.es.sink import OutcomeSink, SinkCollector
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
+from feedback_stream.exposition import MetricsExposition, WindowGauges
 from feedback_stream.http.app import Readiness
 from feedback_stream.http.listeners import Listeners
 from feedback_stream.http.refusals import Refusals
@@ -73,7 +74,7 @@ from feedback_stream.kafka.repartition import Repartitioner
 from feedback_stream.kafka.state_store import StateStore
 from feedback_stream.metrics import Counts, WindowMetrics
 from feedback_stream.model_kinds import ModelKinds
-from feedback_stream.prometheus import LabelGuard, ServiceMetrics, WindowCollector
+from feedback_stream.prometheus import LabelGuard, ServiceMetrics
 from feedback_stream.resolvers.elasticsearch import ElasticsearchResolver
 from feedback_stream.resolvers.metrics import ResolverCollector, ResolverCounts
 from feedback_stream.resolvers.prediction import PredictionResolver, parse_prediction_urls
@@ -141,7 +142,9 @@ class Service:
             self.checkpoints = CheckpointStore(settings.state_dir)
         self._fatal: BaseException | None = None
         self._failed = asyncio.Event()
-        self._registry.register(WindowCollector(self.engine, self.guard, self.now, self._lag))
+        self.exposition = MetricsExposition(
+            self._registry, WindowGauges(self.engine, self.guard, self.now, self._lag)
+        )
         self.core2: Core2Decoder | None = None
         if settings.source == "seldon-core-2":
             self.core2 = Core2Decoder(
@@ -213,7 +216,11 @@ class Service:
 
     @property
     def registry(self) -> CollectorRegistry:
-        return self._registry
+        """Every family of ``/metrics``, the window gauges included."""
+        return self.exposition.full
+
+    def metrics_page(self, accept: str) -> tuple[bytes, str]:
+        return self.exposition.render(accept)
 
     def decode(
         self, headers: Mapping[str, str], body: bytes | dict[str, Any], arrival: float

@@ -39,7 +39,6 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event
@@ -93,6 +92,9 @@ class Backend(Protocol):
 
     @property
     def registry(self) -> CollectorRegistry: ...
+
+    def metrics_page(self, accept: str) -> tuple[bytes, str]:
+        """(body, Content-Type) of ``/metrics`` for a request's ``Accept`` header."""
 
     def decode(
         self, headers: Mapping[str, str], body: bytes | dict[str, Any], arrival: float
@@ -354,8 +356,7 @@ class _Handlers:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(self._backend.registry)
+        body, content_type = self._backend.metrics_page(request.headers.get("Accept", ""))
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response

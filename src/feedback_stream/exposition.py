@@ -1,0 +1,468 @@
+"""``/metrics``: the window gauges written directly in the exposition formats.
+
+``prometheus_client`` formats every sample one by one (label names checked
+and escaped, label values escaped, a ``Sample`` and a dict per sample); at
+100 models x 10 classes x 3 windows that is ~17,000 window-gauge samples per
+scrape, three quarters of the render. :class:`WindowGauges` writes the same
+families as :class:`~feedback_stream.prometheus.WindowCollector` (the same
+names, HELP texts, label sets and values) straight into text, and keeps from
+one scrape to the next what has not changed:
+
+* the escaped label set of each model and of each of its windows;
+* the HELP / TYPE header of each family, per format;
+* per (model, window), the sample lines of every family the window's counts
+  decide, reused while those counts are unchanged (the counts are compared
+  exactly, so a time window that slid or a count window that moved renders
+  again).
+
+Everything else in the service's registry (counters, histograms, caps,
+broker, sink) is still rendered by ``prometheus_client`` and put before the
+window families (:class:`MetricsExposition`).
+
+Formats (both are written; ``Accept`` chooses, as ``prometheus_client``'s
+``choose_encoder`` does):
+
+* the Prometheus text format 0.0.4
+  (https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format):
+  ``# HELP`` escapes ``\\`` and line feed, label values escape ``\\``,
+  ``"`` and line feed; values are Go float strings (``+Inf``, ``-Inf``,
+  ``NaN``, ``1.5e+06``: :func:`format_value`);
+* OpenMetrics 1.0 (https://prometheus.io/docs/specs/om/open_metrics_spec/):
+  the same sample lines, ``# HELP`` also escapes ``"``, and the page ends
+  with ``# EOF``.
+
+A request for ``escaping=dots`` or ``escaping=values`` (metric and label
+names rewritten) is answered by ``prometheus_client`` for the whole page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+
+from feedback_stream.cbpe import ConfidenceSums, calibration, estimate, pending_windows
+from feedback_stream.comparison_metrics import comparison_families
+from feedback_stream.engine import Engine
+from feedback_stream.estimate_metrics import UNLABELLED_GAUGES
+from feedback_stream.events import ModelKey
+from feedback_stream.metrics import Counts, compute
+from feedback_stream.prometheus import MODEL_GAUGES, WINDOW_GAUGES, LabelGuard, WindowCollector
+from feedback_stream.prometheus_scores import KIND_GAUGE, SCORE_GAUGES
+
+__all__ = [
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "MetricsExposition",
+    "WindowGauges",
+    "escape_help",
+    "escape_label_value",
+    "format_value",
+    "label_set",
+]
+
+TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_INF: Final = math.inf
+
+
+def format_value(value: float) -> str:
+    """A sample value as Go writes it, as Prometheus' own clients do.
+
+    ``+Inf``, ``-Inf``, ``NaN``; otherwise Python's shortest round-trip
+    ``repr``, switched to an exponent where Go's ``%g`` would be for positive
+    numbers of 8 or more integer digits (``12345678.0`` -> ``1.2345678e+07``),
+    exactly as ``prometheus_client.utils.floatToGoString``.
+    """
+    value = float(value)
+    if value == _INF:
+        return "+Inf"
+    if value == -_INF:
+        return "-Inf"
+    if value != value:
+        return "NaN"
+    text = repr(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+def escape_label_value(value: str) -> str:
+    """A label value, to stand between double quotes: backslash, ``"`` and LF escaped."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def escape_help(doc: str, *, openmetrics: bool) -> str:
+    """A HELP text: ``\\`` and LF escaped; ``"`` too in OpenMetrics."""
+    doc = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    return doc.replace('"', '\\"') if openmetrics else doc
+
+
+def label_set(names: Sequence[str], values: Sequence[str]) -> str:
+    """``a="x",b="y"``: pairs sorted by label name (as ``prometheus_client`` writes them).
+
+    Names must be valid Prometheus label names (they are the module's own
+    constants); values are escaped.
+    """
+    pairs = sorted(zip(names, values, strict=True))
+    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """A gauge family: its name and its HELP / TYPE lines in either format."""
+
+    name: str
+    text_header: str
+    openmetrics_header: str
+
+    @classmethod
+    def of(cls, name_doc: tuple[str, str]) -> _Family:
+        name, doc = name_doc
+        return cls(
+            name,
+            f"# HELP {name} {escape_help(doc, openmetrics=False)}\n# TYPE {name} gauge\n",
+            f"# HELP {name} {escape_help(doc, openmetrics=True)}\n# TYPE {name} gauge\n",
+        )
+
+    def header(self, openmetrics: bool) -> str:
+        return self.openmetrics_header if openmetrics else self.text_header
+
+
+_WINDOW: Final = tuple(_Family.of(v) for v in WINDOW_GAUGES.values())
+_SCORES: Final = tuple(_Family.of(v) for v in SCORE_GAUGES.values())
+_SCORE_INDEX: Final = {field: i for i, field in enumerate(SCORE_GAUGES)}
+_UNLABELLED: Final = tuple(_Family.of(v) for v in UNLABELLED_GAUGES.values())
+_MODEL: Final = tuple(_Family.of(v) for v in MODEL_GAUGES.values())
+_KIND: Final = _Family.of(KIND_GAUGE)
+_CACHED: Final = (*_WINDOW, *_SCORES, _UNLABELLED[4])
+"""Families whose samples of a window depend only on the window's counts
+(the labelled rows' mean confidence is the last)."""
+_AVERAGES: Final = ("macro", "micro", "weighted")
+
+# Positions in ``_CACHED``.
+_OUTCOMES, _KNOWN, _CORRECT, _ACCURACY, _CI_LOWER, _CI_UPPER = range(6)
+_PRECISION, _RECALL, _F1, _SUPPORT, _AVG_PRECISION, _AVG_RECALL, _AVG_F1 = range(6, 13)
+_REWARD_PAIRS, _REWARD_VALUE = 13, 14
+_SCORE0 = len(_WINDOW)
+_CONFIDENCE = len(_CACHED) - 1
+
+_Fingerprint = tuple[int, int, int, int, float, dict[tuple[str, str], int], object]
+
+
+def _fingerprint(counts: Counts) -> _Fingerprint:
+    """Everything :func:`~feedback_stream.metrics.compute` reads from ``counts``, copied."""
+    quality = counts.quality
+    return (
+        counts.outcomes,
+        counts.known,
+        counts.correct,
+        counts.reward_count,
+        counts.reward_sum,
+        dict(counts.confusion),
+        quality.to_list() if quality is not None and not quality.is_empty() else None,
+    )
+
+
+@dataclass(slots=True)
+class _Window:
+    """One (model, window): its label sets and the lines its counts gave last time."""
+
+    labels: str
+    """``deployment="d",model="m",namespace="n",predictor="p",window="w"``"""
+    fingerprint: _Fingerprint | None
+    lines: tuple[str, ...]
+    """Per family of ``_CACHED``, its lines for this window ("" for none)."""
+
+
+@dataclass(slots=True)
+class _Model:
+    labels: str
+    """The model's four labels, sorted: ``deployment=..,model=..,namespace=..,predictor=..``."""
+    windows: dict[str, _Window]
+
+
+class WindowGauges:
+    """The scrape-time window gauges of one engine, written as exposition text.
+
+    The same families, label sets and values as
+    :class:`~feedback_stream.prometheus.WindowCollector` over the same
+    ``engine``, ``guard``, ``clock`` and ``lag`` (the collector is
+    :attr:`collector`, for ``prometheus_client``'s formats and as the
+    reference the tests hold this one to). Not thread-safe: one scrape at a
+    time (the service scrapes on its event loop).
+
+    Args:
+        engine: the windows read.
+        guard: the cardinality caps (models beyond ``max_models`` are left
+            out, classes beyond the caps too, as the collector does).
+        clock: wall-clock seconds (time windows slide with it).
+        lag: records behind the end, per (topic, partition).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        guard: LabelGuard,
+        clock: Callable[[], float],
+        lag: Callable[[], Mapping[tuple[str, int], int]] = dict,
+    ) -> None:
+        self._engine = engine
+        self._guard = guard
+        self._clock = clock
+        self._lag = lag
+        self.collector = WindowCollector(engine, guard, clock, lag)
+        self._models: dict[ModelKey, _Model] = {}
+
+    def render(self, *, openmetrics: bool = False) -> str:
+        """Every window family, HELP and TYPE first, families in the collector's order.
+
+        Returns text without the OpenMetrics ``# EOF`` line (the page's end
+        is the caller's).
+        """
+        engine = self._engine
+        guard = self._guard
+        now = self._clock()
+        at = engine.clock if now < engine.clock else now
+        specs = engine.specs
+        names = [spec.name for spec in specs]
+        cached: list[list[str]] = [[] for _ in _CACHED]
+        unlabelled: list[list[str]] = [[] for _ in _UNLABELLED]
+        per_model: list[list[str]] = [[] for _ in _MODEL]
+        kinds: list[str] = []
+        pending = (
+            pending_windows(
+                (item for state in engine.states.values() for item in state.join.pending_scores()),
+                specs,
+                at,
+            )
+            if at != -_INF
+            else {}
+        )
+        seen: dict[ModelKey, _Model] = {}
+        for key in engine.model_keys():
+            if not guard.admits(key):
+                continue
+            model = self._models.get(key)
+            if model is None:
+                model = _Model(
+                    label_set(
+                        ("namespace", "deployment", "predictor", "model"),
+                        (key.namespace, key.deployment, key.predictor, key.model),
+                    ),
+                    {},
+                )
+            seen[key] = model
+            kind, declared = engine.kind(key)
+            kind_labels = label_set(
+                ("namespace", "deployment", "predictor", "model", "kind", "declared"),
+                (
+                    key.namespace,
+                    key.deployment,
+                    key.predictor,
+                    key.model,
+                    kind.value,
+                    "true" if declared else "false",
+                ),
+            )
+            kinds.append(f"{_KIND.name}{{{kind_labels}}} 1.0\n")
+            counters = engine.model_counters(key)
+            if counters.responses:
+                value = format_value(min(1.0, counters.labelled / counters.responses))
+                per_model[0].append(f"{_MODEL[0].name}{{{model.labels}}} {value}\n")
+            if counters.last_feedback_time is not None:
+                value = format_value(counters.last_feedback_time)
+                per_model[1].append(f"{_MODEL[1].name}{{{model.labels}}} {value}\n")
+            sums = pending.get(key, {})
+            for name in names:
+                window = model.windows.get(name)
+                if window is None:
+                    labels = f'{model.labels},window="{escape_label_value(name)}"'
+                    window = model.windows[name] = _Window(labels, None, ())
+                counts = engine.counts(key, name, now, share=True)
+                fingerprint = _fingerprint(counts)
+                if fingerprint != window.fingerprint:
+                    window.lines = self._lines(key, window.labels, counts)
+                    window.fingerprint = fingerprint
+                for bucket, text in zip(cached, window.lines, strict=True):
+                    if text:
+                        bucket.append(text)
+                _estimate_lines(unlabelled, window.labels, sums.get(name))
+        self._models = seen
+        lag = "".join(
+            f'{_MODEL[3].name}{{partition="{partition}",topic="{escape_label_value(topic)}"}} '
+            f"{format_value(behind)}\n"
+            for (topic, partition), behind in sorted(self._lag().items())
+        )
+        pending_line = f"{_MODEL[2].name} {format_value(engine.pending)}\n"
+        om = openmetrics
+        out: list[str] = [_comparisons(engine, now, guard.admits, openmetrics=om)]
+        for i, family in enumerate(_UNLABELLED):
+            out.append(family.header(om))
+            out.extend(cached[_CONFIDENCE] if i == len(_UNLABELLED) - 1 else unlabelled[i])
+        for i, family in enumerate(_WINDOW):
+            out.append(family.header(om))
+            out.extend(cached[i])
+        for i, family in enumerate(_MODEL):
+            out.append(family.header(om))
+            out.extend(per_model[i] if i < 2 else [pending_line] if i == 2 else [lag])
+        out.append(_KIND.header(om))
+        out.extend(kinds)
+        for i, family in enumerate(_SCORES):
+            out.append(family.header(om))
+            out.extend(cached[_SCORE0 + i])
+        return "".join(out)
+
+    def _lines(self, key: ModelKey, labels: str, counts: Counts) -> tuple[str, ...]:
+        """Per family of ``_CACHED``, the lines of one window of one model."""
+        m = compute(counts, matrix=False)
+        lines = [""] * len(_CACHED)
+
+        def put(index: int, value: float) -> None:
+            lines[index] = f"{_CACHED[index].name}{{{labels}}} {format_value(value)}\n"
+
+        put(_OUTCOMES, m.outcomes)
+        put(_KNOWN, m.known)
+        put(_CORRECT, m.correct)
+        put(_REWARD_PAIRS, m.reward_count)
+        put(_REWARD_VALUE, m.reward_sum)
+        if m.accuracy is not None:
+            put(_ACCURACY, m.accuracy)
+        if m.accuracy_ci95 is not None:
+            put(_CI_LOWER, m.accuracy_ci95[0])
+            put(_CI_UPPER, m.accuracy_ci95[1])
+        precision: list[str] = []
+        recall: list[str] = []
+        f1: list[str] = []
+        support: list[str] = []
+        guard = self._guard
+        names = (
+            _CACHED[_PRECISION].name,
+            _CACHED[_RECALL].name,
+            _CACHED[_F1].name,
+            _CACHED[_SUPPORT].name,
+        )
+        for label, cm in m.per_class.items():
+            if not guard.admits_class(key, label):
+                continue
+            cl = f'{{class="{escape_label_value(label)}",{labels}}} '
+            precision.append(f"{names[0]}{cl}{format_value(cm.precision)}\n")
+            recall.append(f"{names[1]}{cl}{format_value(cm.recall)}\n")
+            f1.append(f"{names[2]}{cl}{format_value(cm.f1)}\n")
+            support.append(f"{names[3]}{cl}{format_value(cm.support)}\n")
+        lines[_PRECISION] = "".join(precision)
+        lines[_RECALL] = "".join(recall)
+        lines[_F1] = "".join(f1)
+        lines[_SUPPORT] = "".join(support)
+        averages: list[list[str]] = [[], [], []]
+        for name, prf in zip(_AVERAGES, (m.macro, m.micro, m.weighted), strict=True):
+            if prf is None or any(math.isnan(v) for v in prf):
+                continue
+            al = f'{{average="{name}",{labels}}} '
+            for i in range(3):
+                averages[i].append(
+                    f"{_CACHED[_AVG_PRECISION + i].name}{al}{format_value(prf[i])}\n"
+                )
+        for i in range(3):
+            lines[_AVG_PRECISION + i] = "".join(averages[i])
+        quality = m.quality
+        scored = 0
+        for part in (quality.binary, quality.probability, quality.regression):
+            if part is None:
+                continue
+            scored += part.scored
+            for field, value in part.to_dict().items():
+                index = _SCORE_INDEX.get(field)
+                if index is not None and field != "scored" and value is not None:
+                    put(_SCORE0 + index, float(value))
+        if quality.binary or quality.probability or quality.regression:
+            put(_SCORE0 + _SCORE_INDEX["scored"], float(scored))
+        check = calibration(counts.quality.probability if counts.quality is not None else None)
+        if check:
+            put(_CONFIDENCE, check.mean_confidence)
+        return tuple(lines)
+
+
+def _estimate_lines(unlabelled: list[list[str]], labels: str, sums: ConfidenceSums | None) -> None:
+    """The pending-row estimate samples of one window (they move with the join store)."""
+    estimated = estimate(sums) if sums is not None else None
+    rows = _UNLABELLED[3].name
+    unlabelled[3].append(f"{rows}{{{labels}}} {format_value(estimated.rows if estimated else 0)}\n")
+    if estimated:
+        for i, value in enumerate(
+            (estimated.accuracy, estimated.accuracy_ci95[0], estimated.accuracy_ci95[1])
+        ):
+            unlabelled[i].append(f"{_UNLABELLED[i].name}{{{labels}}} {format_value(value)}\n")
+
+
+def _comparisons(
+    engine: Engine, now: float, admits: Callable[[ModelKey], bool], *, openmetrics: bool
+) -> str:
+    """The paired-comparison families (a few samples per comparison), written generically."""
+    return "".join(
+        _family_text(metric, openmetrics) for metric in comparison_families(engine, now, admits)
+    )
+
+
+def _family_text(metric: Metric, openmetrics: bool) -> str:
+    """One gauge family from ``prometheus_client`` objects, in either format."""
+    out = [
+        f"# HELP {metric.name} {escape_help(metric.documentation, openmetrics=openmetrics)}\n"
+        f"# TYPE {metric.name} {metric.type}\n"
+    ]
+    for sample in metric.samples:
+        labels = label_set(tuple(sample.labels), tuple(sample.labels.values()))
+        out.append(
+            f"{sample.name}{{{labels}}} {format_value(sample.value)}\n"
+            if labels
+            else f"{sample.name} {format_value(sample.value)}\n"
+        )
+    return "".join(out)
+
+
+_NAMES_KEPT: Final = ("", "underscores", "allow-utf-8")
+"""Escaping schemes that leave valid legacy metric and label names as they are."""
+
+
+class MetricsExposition:
+    """The ``/metrics`` page of one service.
+
+    ``registry`` holds everything but the window gauges and is rendered by
+    ``prometheus_client``; the window gauges (:class:`WindowGauges`) are
+    written after it. :attr:`full` is a registry of both (the window gauges
+    through their collector), for ``prometheus_client``'s own encoders and
+    for callers that want ``Metric`` objects.
+    """
+
+    def __init__(self, registry: CollectorRegistry, windows: WindowGauges) -> None:
+        self.registry = registry
+        self.windows = windows
+        self.full = CollectorRegistry(auto_describe=False)
+        self.full.register(registry)
+        self.full.register(windows.collector)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """(body, Content-Type) for a request's ``Accept`` header.
+
+        The format is ``prometheus_client.exposition.choose_encoder``'s
+        choice: OpenMetrics 1.0 when asked for, else the text format 0.0.4.
+        """
+        encoder, content_type = choose_encoder(accept)
+        escaping = content_type.rpartition("escaping=")[2] if "escaping=" in content_type else ""
+        if escaping not in _NAMES_KEPT:
+            return encoder(self.full), content_type
+        head = encoder(self.registry)
+        if content_type.startswith("application/openmetrics-text"):
+            eof = b"# EOF\n"
+            head = head.removesuffix(eof)
+            return head + self.windows.render(openmetrics=True).encode() + eof, content_type
+        return head + self.windows.render().encode(), content_type
