@@ -50,7 +50,7 @@ def _restore(topic: _Topic, windows: tuple[str, ...], basis: str, compact: bool)
         restorer.add(key, value)
     state, retained = restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
     engine.install(ALL_PARTITIONS, state)
-    ChangeTracker(NAME, state, retained)
+    ChangeTracker(NAME, state, retained, restorer.pair_seqs(), restorer.held_puids())
     return engine
 
 
@@ -254,3 +254,32 @@ def test_an_entry_merged_under_an_alias_is_deleted() -> None:
     restored = _restore(topic, WINDOWS, "feedback", compact=True)
     assert restored.pending == 1
     assert restored.report(original.clock) == original.report(original.clock)
+
+
+def test_no_record_grows_with_the_comparison_state() -> None:
+    """A default-vs-shadow state whose comparison dump passes 1 MiB: every record stays small.
+
+    The broker refuses records over its ``max.message.bytes`` (1 MiB by default);
+    the comparisons are written a pair, a puid and a window aggregate at a time.
+    """
+    windows = ("total", "1h", "500")
+    config = GeneratorConfig(seed=3, n_requests=12_000, feedback_share=0.9, amendment_share=0.05)
+    lines = [orjson.dumps(r) for r in generate_records(config)]
+    engine = Engine(windows, ttl=3600.0)
+    tracker = ChangeTracker(NAME, engine.state(ALL_PARTITIONS))
+    topic = _Topic()
+    for start in range(0, len(lines), 5_000):
+        replay(lines[start : start + 5_000], engine)
+        topic.write(tracker.changes())
+    state = engine.states[ALL_PARTITIONS]
+    assert state.pairing.comparisons(), "the stream has default-vs-shadow pairs"
+    whole = len(orjson.dumps(state.pairing.dump()))
+    assert whole > 1 << 20, f"the comparison state as one record would be {whole:,} bytes"
+    largest = max(len(k) + len(v or b"") for k, v in topic.log)
+    assert largest < 4096, f"largest record {largest:,} bytes"
+    prefix = NAME.encode() + b"\x00"
+    kinds = {k[len(prefix) : len(prefix) + 1] for k in topic.compacted()}
+    assert {b"C", b"A", b"Q", b"H"} <= kinds
+    for compact in (True, False):
+        restored = _restore(topic, windows, "feedback", compact)
+        assert restored.report(engine.clock) == engine.report(engine.clock)

@@ -1,5 +1,7 @@
 """SIGKILL the real ``feedback-stream run`` at random moments, restart it, scale a group
 1 -> 3 -> 1: every window and every counter ends equal to ``feedback-stream replay``.
+A state commit the broker refuses for good stops the process (exit 1); its restart
+goes on exactly.
 
 Records are stamped 40 minutes ahead of the wall clock, so the service reads its
 windows at the stream's own clock, as replay does (``engine.counts`` reads at
@@ -25,6 +27,8 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from feedback_stream.encode import ReplayRecord
 from feedback_stream.generator import GeneratorConfig, generate_records
@@ -371,5 +375,58 @@ async def test_a_group_going_1_3_1_with_one_member_killed_equals_replay(
         first.terminate()
     lines = await _consumed(kafka_bootstrap, topic, partitions, bulk_ends)
     report = _replay(lines, tmp_path / "in.jsonl")
+    _same(document, report)
+    _assert_counters_match(samples, report)
+
+
+async def _set_state_topic_limit(bootstrap: str, topic: str, limit: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        config = {"cleanup.policy": "compact", "max.message.bytes": str(limit)}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, config)])
+    finally:
+        await admin.close()
+
+
+async def test_a_commit_refused_for_good_stops_the_process_and_its_restart_is_exact(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic, group = unique("refused"), unique("refused")
+    start = int(time.time() * 1000) + AHEAD_MS
+    first = _records(51, 600, start, 1, feedback_share=0.8, amendment_share=0.1, topic=topic)
+    second = _records(52, 400, start + 60_000, 1, feedback_share=0.8, topic=topic)
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    await produce(kafka_bootstrap, topic, first)
+    args = _args(kafka_bootstrap, topic, group)
+    log = tmp_path / "processor.log"
+    processor = _Processor(args, log)
+    try:
+        await _caught_up(kafka_bootstrap, group, topic, 1, 120)
+        committed = await _committed(kafka_bootstrap, group, topic, 1)
+        # The broker now refuses every state record batch (MESSAGE_TOO_LARGE): no retry can
+        # help. (300 bytes still takes the transaction markers: below their size the broker
+        # could not even abort the transaction.)
+        await _set_state_topic_limit(kafka_bootstrap, f"{group}-state", 300)
+        await produce(kafka_bootstrap, topic, second)
+        code = await asyncio.to_thread(processor.process.wait, 90)
+    finally:
+        processor.terminate()
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    assert "cannot be retried" in text, text[-3000:]
+    assert "MessageSizeTooLarge" in text, text[-3000:]
+    assert await _committed(kafka_bootstrap, group, topic, 1) == committed
+    # Fixed by the operator; the restart restores the last commit and reads on from it.
+    await _set_state_topic_limit(kafka_bootstrap, f"{group}-state", 64 << 20)
+    again = _Processor(args, log)
+    try:
+        await _caught_up(kafka_bootstrap, group, topic, 1, 120)
+        await asyncio.sleep(0.5)
+        document = await again.document()
+        samples = await again.metrics()
+    finally:
+        again.terminate()
+    report = _replay(await _consumed(kafka_bootstrap, topic, 1, {}), tmp_path / "in.jsonl")
     _same(document, report)
     _assert_counters_match(samples, report)

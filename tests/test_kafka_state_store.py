@@ -1,6 +1,8 @@
 """The state topic against a real broker: a crash between writing the state and committing
 it leaves the previous commit; a restore after a stop longer than the TTL keeps the
-cumulative window and expires the join entries as usual."""
+cumulative window and expires the join entries as usual; the topic is created compacted
+(a broker that auto-creates topics notwithstanding); a commit the broker refuses for good
+stops the processor (exit non-zero) instead of retrying forever."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from feedback_stream.engine import ALL_PARTITIONS, Engine
 from feedback_stream.generator import GeneratorConfig, generate_records
-from feedback_stream.kafka.state_store import StateStore
+from feedback_stream.kafka.state_store import StateCommitFailed, StateStore
 from feedback_stream.replay import replay
 from feedback_stream.service import Service
 from tests._processor import (
@@ -156,3 +160,177 @@ async def test_a_restore_after_a_stop_longer_than_the_ttl_keeps_the_total_window
     expired = restored["events"]["expired"]
     assert sum(expired.values()) > 0, "the stale join entries expired, counted as usual"
     assert restored["events"]["pending"] == 0
+
+
+async def _topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        ((_, _, _, _, entries),) = response.resources
+        return {name: value for name, value, *_ in entries}
+    finally:
+        await admin.close()
+
+
+async def _set_topic_config(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+    finally:
+        await admin.close()
+
+
+async def test_the_state_topic_is_created_compacted_on_a_broker_that_auto_creates_topics(
+    kafka_bootstrap: str,
+) -> None:
+    # The test broker has auto.create.topics.enable=true: a metadata request naming the
+    # missing topic would create it with cleanup.policy=delete and 1 MiB records.
+    topic, group = unique("created"), unique("created")
+    await create_topic(kafka_bootstrap, topic, partitions=3)
+    store = StateStore(kafka_settings(kafka_bootstrap, topic, group), Engine(("total",)))
+    assert await store.ensure_topic([topic]) == 1
+    config = await _topic_config(kafka_bootstrap, store.topic)
+    assert config["cleanup.policy"] == "compact"
+    assert int(config["max.message.bytes"]) == store.max_record_bytes == 64 << 20
+
+
+async def test_an_existing_state_topic_that_deletes_by_age_is_refused(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = unique("deleting"), unique("deleting")
+    settings = kafka_settings(kafka_bootstrap, topic, group)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{group}-state", 1, 1)])
+    finally:
+        await admin.close()
+    store = StateStore(settings, Engine(("total",)))
+    with pytest.raises(StateCommitFailed, match=r"cleanup\.policy=delete"):
+        await store.ensure_topic([topic])
+
+
+async def test_a_commit_the_broker_refuses_for_good_fails_every_later_commit(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = unique("refused"), unique("refused")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    tp = TopicPartition(topic, 0)
+    settings = kafka_settings(kafka_bootstrap, topic, group, windows=list(WINDOWS))
+    lines = [
+        orjson.dumps(r)
+        for r in generate_records(GeneratorConfig(seed=8, n_requests=60, topic=topic))
+    ]
+    engine = Engine(WINDOWS)
+    store = await _open(settings, tp, engine)
+    try:
+        replay(lines[:40], engine)
+        assert await store.commit({tp: 40})
+        # The operator lowers the topic's limit under the running processor: the broker
+        # now refuses the next commit's records (MESSAGE_TOO_LARGE), which no retry fixes.
+        await _set_topic_config(
+            kafka_bootstrap,
+            store.topic,
+            {"cleanup.policy": "compact", "max.message.bytes": "300"},
+        )
+        replay(lines[40:], engine)
+        with pytest.raises(StateCommitFailed, match="MessageSizeTooLarge"):
+            await store.commit({tp: len(lines)})
+        with pytest.raises(StateCommitFailed):
+            await store.commit({tp: len(lines)})
+    finally:
+        await store.stop()
+    assert await _committed(kafka_bootstrap, group, tp) == 40
+
+
+async def test_a_record_over_the_state_topics_limit_is_refused_before_it_is_sent(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = unique("limit"), unique("limit")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    tp = TopicPartition(topic, 0)
+    settings = kafka_settings(kafka_bootstrap, topic, group, windows=list(WINDOWS))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    f"{group}-state",
+                    1,
+                    1,
+                    topic_configs={"cleanup.policy": "compact", "max.message.bytes": "2000"},
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+    engine = Engine(WINDOWS)
+    store = await _open(settings, tp, engine)
+    try:
+        assert store.max_record_bytes == 2000
+        lines = [
+            orjson.dumps(r)
+            for r in generate_records(GeneratorConfig(seed=9, n_requests=30, topic=topic))
+        ]
+        replay(lines, engine)
+        assert await store.commit({tp: len(lines)})  # every record fits
+        (owned,) = store._owned.values()
+        owned.unsent[b"*\x00Sbig"] = b"x" * 3000
+        with pytest.raises(StateCommitFailed, match=r"max\.message\.bytes 2,000"):
+            await store.commit({tp: len(lines)})
+    finally:
+        await store.stop()
+
+
+async def test_a_restored_state_keeps_the_offsets_of_partitions_it_does_not_hold_yet(
+    kafka_bootstrap: str,
+) -> None:
+    """route=puid after a SIGKILL: the new process gets partition 0 first, commits, and
+    only then partition 1; the state still records partition 1's offset, so the next
+    restore (with both partitions) finds the state instead of starting it empty."""
+    topic, group = unique("later"), unique("later")
+    await create_topic(kafka_bootstrap, topic, partitions=2)
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    settings = kafka_settings(kafka_bootstrap, topic, group, windows=list(WINDOWS))
+    config = GeneratorConfig(seed=12, n_requests=300, feedback_share=0.8, topic=topic)
+    lines = [orjson.dumps(r) for r in generate_records(config)]
+    first, second = lines[:500], lines[500:]
+
+    killed = Engine(WINDOWS)
+    store = StateStore(settings, killed)
+    await store.ensure_topic([topic])
+    await store.prepare(ALL_PARTITIONS)
+    await store.restore(ALL_PARTITIONS, {tp0: None, tp1: None})
+    replay(first, killed)
+    assert await store.commit({tp0: 300, tp1: 200})
+    # SIGKILL: no stop, no revoke. The next process is assigned partition 0 alone first.
+    engine = Engine(WINDOWS)
+    successor = StateStore(settings, engine)
+    await successor.ensure_topic([topic])
+    await successor.prepare(ALL_PARTITIONS)
+    await successor.restore(ALL_PARTITIONS, {tp0: 300})
+    assert engine.report(killed.clock) == killed.report(killed.clock)
+    replay(second, engine)
+    assert await successor.commit({tp0: 300 + len(second)})
+    pending, expected = engine.pending, engine.report(engine.clock)
+    clock = engine.clock
+    await successor.stop()
+    await store._owned[ALL_PARTITIONS].producer.stop()
+
+    # Whoever restores next with both partitions gets the state, not an empty one.
+    again = Engine(WINDOWS)
+    final = StateStore(settings, again)
+    await final.ensure_topic([topic])
+    await final.prepare(ALL_PARTITIONS)
+    await final.restore(ALL_PARTITIONS, {tp0: 300 + len(second), tp1: 200})
+    try:
+        assert pending > 0
+        assert again.pending == pending
+        assert again.report(clock) == expected
+    finally:
+        await final.stop()

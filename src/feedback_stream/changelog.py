@@ -22,9 +22,17 @@ W     ``[model key, window name]``     ``window.dump()`` of a window that keeps
 M     model key                        the model's counters (``ModelCounters``)
 S     (none)                           clock, sequence, event counters, window
                                        names, TTL, time basis
-X     (none)                           the paired comparisons (``Pairing.dump()``,
-                                       pairs by seq), written whole when changed
-Q     pair seq                         one pair the comparisons hold (an outcome row)
+C     (none)                           the paired comparisons, ``[[baseline key,
+                                       candidate key], ...]``, in the order they
+                                       appeared (values below refer to them by index)
+A     ``[comparison, window name]``    ``window.dump()`` of a comparison's window that
+                                       keeps its own aggregate (``total``)
+Q     pair seq                         ``[comparison, outcome row]``: one pair a
+                                       comparison's window or index holds
+H     puid                             ``[clock, [[comparison, row, pair seq,
+                                       baseline seq, candidate seq], ...]]``: the
+                                       pairs of a puid the join store still holds
+                                       (found again when an amendment retracts one)
 P     (none)                           ``{"topic/partition": offset}``: the input
                                        offsets the state reflects (written by
                                        the store with every commit)
@@ -34,7 +42,12 @@ Only what changed is written: the entries of puids that took an event (and
 tombstones for entries dropped: expired, evicted, merged under an alias), the
 outcomes applied (and tombstones for those retracted), the counters and
 aggregate windows of models whose numbers moved, and the ``S`` record when
-it differs from the last one written.
+it differs from the last one written. Paired comparisons are written the same
+way: a pair is a ``Q`` record of its own, a puid's pairs an ``H`` record, a
+comparison's aggregate windows ``A`` records; their time and count windows
+are rebuilt from the ``Q`` records as a model's are from its ``O`` records.
+No record grows with the state: the largest is one puid's join entry or one
+model's counters.
 
 Sliding time windows and count windows are *derived*: their content is a
 function of the live outcomes and the clock (outcomes with
@@ -80,7 +93,7 @@ __all__ = [
     "state_prefix",
 ]
 
-FORMAT: Final = "feedback-stream/changelog/1"
+FORMAT: Final = "feedback-stream/changelog/2"
 
 Change = tuple[bytes, bytes | None]
 """One record: key, and value or ``None`` (a tombstone)."""
@@ -89,7 +102,8 @@ DERIVED_WINDOWS: Final[tuple[type[Window], ...]] = (SlidingWindow, CountWindow)
 """Window classes rebuilt from the live outcomes; every other kind writes ``W`` records."""
 
 _SEP: Final = b"\x00"
-_E, _O, _W, _M, _S, _P, _X, _Q = b"E", b"O", b"W", b"M", b"S", b"P", b"X", b"Q"
+_E, _O, _W, _M, _S, _P = b"E", b"O", b"W", b"M", b"S", b"P"
+_C, _A, _Q, _H = b"C", b"A", b"Q", b"H"
 
 
 class ChangelogError(ValueError):
@@ -118,9 +132,18 @@ class ChangeTracker:
         retained: seqs of the outcome records already in the topic (after a
             restore); the tracker deletes those the state does not hold now,
             and the others once nothing can hold them.
+        retained_pairs: seqs of the pair records already in the topic.
+        held_puids: puids whose pair index record is in the topic.
     """
 
-    def __init__(self, name: str, state: PartitionState, retained: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        state: PartitionState,
+        retained: Iterable[int] = (),
+        retained_pairs: Iterable[int] = (),
+        held_puids: Iterable[str] = (),
+    ) -> None:
         self.name = name
         self.prefix = state_prefix(name)
         self.offsets_key = self.prefix + _P
@@ -133,8 +156,10 @@ class ChangeTracker:
         self._written: dict[ModelKey, deque[Outcome]] = {}
         self._live: dict[ModelKey, int] = {}
         self._scalars: bytes | None = None
-        self._pairing: bytes | None = None
-        self._pair_seqs: set[int] = set()
+        self._comparisons: bytes | None = None
+        self._aggregates: dict[bytes, bytes] = {}
+        self._pair_seqs: set[int] = set(retained_pairs)
+        self._held_puids: set[str] = set(held_puids)
         self._orphans: list[int] = []
         specs = state.specs
         widths = [spec.width_s for spec in specs if spec.kind is WindowKind.TIME]
@@ -226,7 +251,8 @@ class ChangeTracker:
         if join.dropped:
             puids.update(join.dropped)
             join.dropped.clear()
-        for puid in puids | {join.entry_key(p) for p in puids}:
+        changed = puids | {join.entry_key(p) for p in puids}
+        for puid in changed:
             row = join.dump_entry(puid)
             out[entry_key + puid.encode("utf-8", "surrogatepass")] = (
                 None if row is None else orjson.dumps(row)
@@ -261,18 +287,57 @@ class ChangeTracker:
         if scalars != self._scalars:
             out[prefix + _S] = scalars
             self._scalars = scalars
-        pairs = {o.seq: o for o in state.pairing.referenced()}
+        self._pairing_changes(changed, out)
+        return list(out.items())
+
+    def _pairing_changes(self, puids: set[str], out: dict[bytes, bytes | None]) -> None:
+        """The records of the paired comparisons that changed (see the module docstring)."""
+        prefix = self.prefix
+        state = self.state
+        pairing = state.pairing
+        comparisons = pairing.comparisons()
+        if not comparisons and not self._pair_seqs and not self._held_puids:
+            return
+        index = {c: i for i, c in enumerate(comparisons)}
+        table = orjson.dumps([[_key(c.baseline), _key(c.candidate)] for c in comparisons])
+        if table != self._comparisons:
+            out[prefix + _C] = table
+            self._comparisons = table
+        for comparison, i in index.items():
+            for name, window in pairing.windows[comparison].windows.items():
+                if isinstance(window, DERIVED_WINDOWS):
+                    continue
+                key = prefix + _A + orjson.dumps([i, name])
+                value = orjson.dumps(window.dump())
+                if self._aggregates.get(key) != value:
+                    out[key] = self._aggregates[key] = value
+        held_key = prefix + _H
+        clock = state.clock if state.clock != float("-inf") else None
+        join = state.join
+        written = self._held_puids
+        for puid in puids:
+            rows = pairing.dump_held(puid, index) if join.holds(puid) else None
+            if rows is None and puid not in written:
+                continue
+            key = held_key + puid.encode("utf-8", "surrogatepass")
+            if rows is None:
+                out[key] = None
+                written.discard(puid)
+            else:
+                out[key] = orjson.dumps([clock, rows])
+                written.add(puid)
+        pairs = pairing.held_pairs()
+        for comparison, pair in pairing.window_pairs():
+            pairs[pair.seq] = (comparison, pair)
         pair_key = prefix + _Q
         for seq in self._pair_seqs - pairs.keys():
             out[pair_key + str(seq).encode()] = None
         for seq in pairs.keys() - self._pair_seqs:
-            out[pair_key + str(seq).encode()] = orjson.dumps(snapshot.outcome_row(pairs[seq]))
+            comparison, pair = pairs[seq]
+            out[pair_key + str(seq).encode()] = orjson.dumps(
+                [index[comparison], snapshot.outcome_row(pair)]
+            )
         self._pair_seqs = set(pairs)
-        pairing = orjson.dumps(state.pairing.dump())
-        if pairing != self._pairing:
-            out[prefix + _X] = pairing
-            self._pairing = pairing
-        return list(out.items())
 
     def _collect(self) -> list[int]:
         """Outcomes no derived window can hold again and the join store no longer holds."""
@@ -318,8 +383,10 @@ class Restorer:
         self._windows: dict[bytes, bytes] = {}
         self._models: dict[bytes, bytes] = {}
         self._scalars: bytes | None = None
-        self._pairing: bytes | None = None
+        self._comparisons: bytes | None = None
+        self._aggregates: dict[bytes, bytes] = {}
         self._pairs: dict[bytes, bytes] = {}
+        self._held: dict[bytes, bytes] = {}
         self.records = 0
         self.offsets: dict[str, int] = {}
         """The input offsets the state reflects (``P`` record), by ``"topic/partition"``."""
@@ -345,8 +412,12 @@ class Restorer:
             return
         elif kind == _Q:
             table = self._pairs
-        elif kind == _X:
-            self._pairing = value
+        elif kind == _H:
+            table = self._held
+        elif kind == _A:
+            table = self._aggregates
+        elif kind == _C:
+            self._comparisons = value
             return
         elif kind == _P:
             self.offsets = {} if value is None else dict(orjson.loads(value))
@@ -361,13 +432,15 @@ class Restorer:
     def keys(self) -> list[bytes]:
         """The key of every record of the state that survives (to delete them all)."""
         prefix = self.prefix
-        out = [prefix + _S, prefix + _P, prefix + _X]
+        out = [prefix + _S, prefix + _P, prefix + _C]
         for kind, table in (
             (_E, self._entries),
             (_O, self._outcomes),
             (_W, self._windows),
             (_M, self._models),
             (_Q, self._pairs),
+            (_H, self._held),
+            (_A, self._aggregates),
         ):
             out.extend(prefix + kind + rest for rest in table)
         return out
@@ -381,6 +454,14 @@ class Restorer:
     def pending(self) -> int:
         """Join entries restored so far (for progress lines)."""
         return len(self._entries)
+
+    def pair_seqs(self) -> list[int]:
+        """The seqs of the pair records that survive (for :class:`ChangeTracker`)."""
+        return [int(rest) for rest in self._pairs]
+
+    def held_puids(self) -> list[str]:
+        """The puids whose pair index record survives (for :class:`ChangeTracker`)."""
+        return [rest.decode("utf-8", "surrogatepass") for rest in self._held]
 
     def build(
         self,
@@ -462,16 +543,45 @@ class Restorer:
             "model_counters": [[orjson.loads(k), orjson.loads(v)] for k, v in self._models.items()],
             "events": scalars["events"],
         }
-        if self._pairing is not None:
-            document["pairing"] = orjson.loads(self._pairing)
+        if self._comparisons is not None:
+            document["pairing"], pair_rows = self._pairing_document(specs, clock_tick)
             # The pairs' rows join the outcome table; they are no model's window content.
             table = {row[0]: row for row in rows}
-            for value in self._pairs.values():
-                row = orjson.loads(value)
-                table[row[0]] = row
+            table.update((row[0], row) for row in pair_rows)
             document["outcomes"] = sorted(table.values(), key=lambda r: r[0])
         state = snapshot.from_document(document, sequence, specs)
         return state, [row[0] for row in rows]
+
+    def _pairing_document(
+        self, specs: Sequence[WindowSpec], clock_tick: int | None
+    ) -> tuple[dict[str, Any], list[list[Any]]]:
+        """:meth:`Pairing.dump`'s document from the ``C``, ``A``, ``Q`` and ``H`` records,
+        and the pairs' outcome rows."""
+        assert self._comparisons is not None
+        comparisons = orjson.loads(self._comparisons)
+        windows: list[dict[str, Any]] = [{} for _ in comparisons]
+        for raw, value in self._aggregates.items():
+            at, name = orjson.loads(raw)
+            windows[at][name] = orjson.loads(value)
+        placed = sorted((orjson.loads(v) for v in self._pairs.values()), key=lambda p: p[1][0])
+        by_comparison: dict[int, list[list[Any]]] = {}
+        for at, row in placed:
+            by_comparison.setdefault(at, []).append(row)
+        for at, pair_rows in by_comparison.items():
+            for spec in specs:
+                derived = _derived_dump(spec, pair_rows, clock_tick)
+                if derived is not None:
+                    windows[at][spec.name] = derived
+        held = []
+        order = []
+        for raw, value in self._held.items():
+            puid = raw.decode("utf-8", "surrogatepass")
+            at_clock, items = orjson.loads(value)
+            held.append([puid, items])
+            order.append([at_clock if at_clock is not None else 0.0, puid])
+        order.sort(key=lambda item: item[0])
+        document = {"comparisons": comparisons, "windows": windows, "held": held, "order": order}
+        return document, [row for _, row in placed]
 
 
 def _derived_dump(

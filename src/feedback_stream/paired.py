@@ -329,6 +329,39 @@ class Pairing:
             "order": [[t, puid] for t, puid in self._order],
         }
 
+    # ------------------------------------------------------------ changelog support
+
+    def comparisons(self) -> list[Comparison]:
+        """The comparisons in the order they appeared (an index into it is stable)."""
+        return list(self.windows)
+
+    def held_pairs(self) -> dict[int, tuple[Comparison, Outcome]]:
+        """Every pair the index holds for a retraction, by sequence number."""
+        return {
+            item.pair.seq: (slot[0], item.pair)
+            for held in self._held.values()
+            for slot, item in held.items()
+        }
+
+    def window_pairs(self) -> Iterator[tuple[Comparison, Outcome]]:
+        """Every live pair a window still holds, with its comparison."""
+        for comparison, windows in self.windows.items():
+            for pair in windows.referenced():
+                yield comparison, pair
+
+    def dump_held(self, puid: str, index: Mapping[Comparison, int]) -> list[list[int]] | None:
+        """The index entries of one puid as rows of :meth:`dump`'s ``held``, or ``None``.
+
+        ``index`` gives each comparison's position in :meth:`comparisons`.
+        """
+        held = self._held.get(puid)
+        if not held:
+            return None
+        return [
+            [index[c], row, h.pair.seq, h.baseline_seq, h.candidate_seq]
+            for (c, row), h in held.items()
+        ]
+
     def load(
         self, data: Mapping[str, Any], outcomes: dict[int, Outcome], saved: Iterable[str]
     ) -> None:

@@ -325,14 +325,19 @@ class KafkaSource:
         consumer = self._consumer
         if consumer is None:
             return
-        async with self._lock:
-            await self._commit_applied()
-            if self._assigned:
-                await self._handler.revoke({tp: self._consumed.get(tp) for tp in self._assigned})
-            self._assigned.clear()
-        with contextlib.suppress(KafkaError):
-            await consumer.stop()
-        self._consumer = None
+        try:
+            async with self._lock:
+                await self._commit_applied()
+                if self._assigned:
+                    await self._handler.revoke(
+                        {tp: self._consumed.get(tp) for tp in self._assigned}
+                    )
+                self._assigned.clear()
+        finally:
+            # Leave the group even when the last commit failed (the process stops).
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            self._consumer = None
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:

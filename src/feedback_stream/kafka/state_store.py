@@ -37,25 +37,70 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, ProducerFenced, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFenced,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
 
 from feedback_stream.changelog import ChangeTracker, Restorer
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.settings import Settings
 
-__all__ = ["StateFenced", "StateStore", "state_name"]
+__all__ = ["StateCommitFailed", "StateFenced", "StateStore", "state_name"]
 
 _log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES: Final = 64 << 20
 """The largest state record (producer request and state topic ``max.message.bytes``)."""
 
+_RECORD_OVERHEAD: Final = 512
+"""Bytes a record batch adds around one record (headers, lengths), with room to spare."""
+
 PROGRESS_INTERVAL_S: Final = 5.0
 """Seconds between restore progress lines."""
 
 
-class StateFenced(RuntimeError):
+class StateCommitFailed(RuntimeError):
+    """A state cannot be committed and retrying cannot help: the process must stop.
+
+    A record over the state topic's ``max.message.bytes``, a fenced or
+    otherwise unusable transactional producer, a state topic that is not
+    compacted. The process exits non-zero; its restart restores the state
+    of the last commit and reads the input after it again.
+    """
+
+
+class StateFenced(StateCommitFailed):
     """Another process took over a state this one was writing: it must stop."""
+
+
+async def _topic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
+    """The configuration of ``topic`` (empty while the broker does not know it yet)."""
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    out: dict[str, str] = {}
+    for response in responses:
+        for error_code, _message, _type, _name, entries in response.resources:
+            if error_code != 0:
+                return {}
+            for name, value, *_ in entries:
+                out[name] = value
+    return out
+
+
+def _retriable(exc: KafkaError) -> bool:
+    """Whether a failed commit may succeed if tried again (the broker is away or busy).
+
+    A send that timed out (the broker unreachable) is retriable although
+    aiokafka marks the timeout error as not. Anything else not marked
+    retriable (a record too large, a fenced producer, an invalid transaction
+    state, an authorisation failure) leaves the transactional producer
+    unusable.
+    """
+    return bool(exc.retriable) or isinstance(exc, (KafkaTimeoutError, RequestTimedOutError))
 
 
 def state_name(key: StateKey) -> str:
@@ -99,11 +144,23 @@ class StateStore:
         """States being restored now (``/readyz`` is unready while any is)."""
         self.restored_records = 0
         self.commits = 0
+        self.max_record_bytes = MAX_RECORD_BYTES
+        """The largest record the state topic takes (its ``max.message.bytes``)."""
+        self.failed: StateCommitFailed | None = None
+        """Why a commit failed for good (every later commit raises it again)."""
 
     # -- the topic ---------------------------------------------------------------
 
     async def ensure_topic(self, input_topics: list[str]) -> int:
-        """Create the state topic when missing; return its partition count."""
+        """Create the state topic when missing; return its partition count.
+
+        An existing topic is checked: it must be compacted (a topic that
+        deletes by age loses the state), and its ``max.message.bytes`` is the
+        record limit commits check against.
+
+        Raises:
+            StateCommitFailed: the existing topic is not compacted.
+        """
         if self._topic_partitions is not None:
             return self._topic_partitions
         s = self.settings
@@ -114,41 +171,64 @@ class StateStore:
         )
         await admin.start()
         try:
-            existing = await admin.describe_topics([self.topic])
-            found = [t for t in existing if t.get("error_code", 0) == 0 and t.get("partitions")]
-            if found:
-                self._topic_partitions = len(found[0]["partitions"])
-                return self._topic_partitions
-            wanted = s.state_topic_partitions or max(
-                [n for n in map(self._partitions_of, input_topics) if n] or [1]
-            )
-            replication = s.state_topic_replication_factor
-            if not replication:
-                cluster = await admin.describe_cluster()
-                replication = max(1, min(3, len(cluster.get("brokers", ()))))
-            topic = NewTopic(
-                self.topic,
-                num_partitions=wanted,
-                replication_factor=replication,
-                topic_configs={
-                    "cleanup.policy": "compact",
-                    "max.message.bytes": str(MAX_RECORD_BYTES),
-                    "min.compaction.lag.ms": "0",
-                    "segment.ms": str(6 * 3600 * 1000),
-                },
-            )
-            with contextlib.suppress(TopicAlreadyExistsError):
-                response = await admin.create_topics([topic])
-                for name, code, *rest in getattr(response, "topic_errors", []):
-                    if code not in (0, TopicAlreadyExistsError.errno):
-                        raise KafkaError(f"cannot create the state topic {name}: {code} {rest}")
-            _log.info("created the state topic %s (%d partitions, compacted)", self.topic, wanted)
-            existing = await admin.describe_topics([self.topic])
-            found = [t for t in existing if t.get("partitions")]
-            self._topic_partitions = len(found[0]["partitions"]) if found else wanted
-            return self._topic_partitions
+            # A metadata request naming the topic would auto-create it with the
+            # broker's defaults (cleanup.policy=delete, 1 MiB records) on brokers with
+            # auto.create.topics.enable: list every topic instead.
+            if self.topic not in await admin.list_topics():
+                await self._create(admin, input_topics)
+            configs: dict[str, str] = {}
+            for _ in range(50):
+                configs = await _topic_configs(admin, self.topic)
+                if configs:
+                    break
+                await asyncio.sleep(0.1)
+            policy = configs.get("cleanup.policy", "")
+            if "compact" not in policy.split(","):
+                raise StateCommitFailed(
+                    f"the state topic {self.topic} has cleanup.policy={policy or '?'}: it must "
+                    "be compacted (cleanup.policy=compact), or it loses the state; change it "
+                    "with kafka-configs.sh --alter --add-config cleanup.policy=compact, or "
+                    "name another topic in state_topic"
+                )
+            limit = configs.get("max.message.bytes")
+            if limit is not None and limit.isdigit():
+                self.max_record_bytes = min(int(limit), MAX_RECORD_BYTES)
+            for _ in range(50):  # a topic just created reaches the metadata soon after
+                existing = await admin.describe_topics([self.topic])
+                found = [t for t in existing if t.get("partitions")]
+                if found:
+                    self._topic_partitions = len(found[0]["partitions"])
+                    return self._topic_partitions
+                await asyncio.sleep(0.1)
+            raise KafkaError(f"the state topic {self.topic} has no partitions")
         finally:
             await admin.close()
+
+    async def _create(self, admin: AIOKafkaAdminClient, input_topics: list[str]) -> None:
+        s = self.settings
+        wanted = s.state_topic_partitions or max(
+            [n for n in map(self._partitions_of, input_topics) if n] or [1]
+        )
+        replication = s.state_topic_replication_factor
+        if not replication:
+            cluster = await admin.describe_cluster()
+            replication = max(1, min(3, len(cluster.get("brokers", ()))))
+        topic = NewTopic(
+            self.topic,
+            num_partitions=wanted,
+            replication_factor=replication,
+            topic_configs={
+                "cleanup.policy": "compact",
+                "max.message.bytes": str(MAX_RECORD_BYTES),
+                "min.compaction.lag.ms": "0",
+                "segment.ms": str(6 * 3600 * 1000),
+            },
+        )
+        response = await admin.create_topics([topic])
+        for name, code, *rest in getattr(response, "topic_errors", []):
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise KafkaError(f"cannot create the state topic {name}: {code} {rest}")
+        _log.info("created the state topic %s (%d partitions, compacted)", self.topic, wanted)
 
     def _partition(self, key: StateKey) -> int:
         count = self._topic_partitions or 1
@@ -171,9 +251,9 @@ class StateStore:
             transactional_id=f"{self.topic}/{state_name(key)}",
             acks="all",
             enable_idempotence=True,
-            max_batch_size=256 << 10,
-            # The paired-comparison record is written whole and can pass 1 MiB.
-            max_request_size=MAX_RECORD_BYTES,
+            # The broker checks a whole record batch against max.message.bytes.
+            max_batch_size=min(256 << 10, self.max_record_bytes),
+            max_request_size=self.max_record_bytes,
             linger_ms=5,
             **s.kafka_security_kwargs(),
         )
@@ -204,6 +284,7 @@ class StateStore:
             engine.specs, engine.sequence, engine.ttl, engine.time_basis
         )
         recorded = restorer.offsets
+        records = restorer.records
         wanted = {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
         # The state goes on reflecting the partitions it holds no longer (route=puid
         # restarted while a killed member still held some): keep their offsets, so that
@@ -222,13 +303,16 @@ class StateStore:
             )
             owned.unsent.update(dict.fromkeys(restorer.keys()))
             positions = dict(wanted)
+            restorer = Restorer(name)
         engine.install(key, state)
         owned.positions = positions
-        owned.tracker = ChangeTracker(name, state, retained)
+        owned.tracker = ChangeTracker(
+            name, state, retained, restorer.pair_seqs(), restorer.held_puids()
+        )
         _log.info(
             "restored state %s: %d records, %d pending puids, %d models in %.1f s",
             name,
-            restorer.records,
+            records,
             state.pending,
             len(state.model_counters),
             time.monotonic() - started,
@@ -321,7 +405,11 @@ class StateStore:
 
         Raises:
             StateFenced: another process owns one of the states now.
+            StateCommitFailed: a commit failed and retrying cannot help (a record
+                over the topic's limit, an unusable producer); the process must stop.
         """
+        if self.failed is not None:
+            raise self.failed
         group = self.settings.kafka_group_id
         jobs = []
         for key, owned in self._owned.items():
@@ -330,7 +418,11 @@ class StateStore:
             else:
                 mine = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) == key}
             jobs.append(self._commit_one(owned, mine, group))
-        results = await asyncio.gather(*jobs)
+        try:
+            results = await asyncio.gather(*jobs)
+        except StateCommitFailed as exc:
+            self.failed = exc
+            raise
         self.commits += 1
         return all(results)
 
@@ -348,6 +440,15 @@ class StateStore:
                 owned.unsent[tracker.offsets_key] = orjson.dumps(owned.positions)
         if not owned.unsent and not offsets:
             return True
+        limit = self.max_record_bytes
+        for key, value in owned.unsent.items():
+            size = len(key) + (len(value) if value is not None else 0)
+            if size > limit - _RECORD_OVERHEAD:
+                raise StateCommitFailed(
+                    f"state record {key[:80]!r} of state {state_name(owned.key)} is {size:,} "
+                    f"bytes, more than the state topic {self.topic} takes "
+                    f"(max.message.bytes {limit:,})"
+                )
         producer = owned.producer
         partition = self._partition(owned.key)
         try:
@@ -367,6 +468,12 @@ class StateStore:
                 f"state {state_name(owned.key)} is owned by another process now: {exc}"
             ) from exc
         except KafkaError as exc:
+            if not _retriable(exc):
+                raise StateCommitFailed(
+                    f"state commit of {state_name(owned.key)} failed and cannot be retried "
+                    f"({type(exc).__name__}: {exc}); stopping, a restart restores the state "
+                    "of the last commit"
+                ) from exc
             _log.warning(
                 "state commit of %s failed, retrying with the next one: %s",
                 state_name(owned.key),
