@@ -39,13 +39,14 @@ from __future__ import annotations
 import heapq
 import struct
 import zlib
-from collections import deque
+from array import array
 from collections.abc import Iterator
 from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from feedback_stream import packed
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.model_kinds import ModelKinds
@@ -55,6 +56,8 @@ from feedback_stream.scores import ModelKind, ResponseScores
 __all__ = ["EventStatus", "JoinResult", "JoinStore", "Sequence", "identity_hash"]
 
 DEFAULT_TTL_S = 3600.0
+_MAX_LABELS = 4096
+"""Label tuples (classes, names) a store gives packing ids to; entries past it stay unpacked."""
 _FEEDBACK_TYPE = "io.seldon.serving.feedback"
 
 
@@ -155,7 +158,9 @@ class _Entry:
 
     Most puids have one request, one response and one feedback, and most
     pending ones only the first two: not allocating a container for a single
-    item keeps a pending puid to a few hundred bytes. ``responses`` holds,
+    item saves a list per part. A pending entry (no feedback yet) is held
+    packed, as bytes (:mod:`feedback_stream.packed`); it is unpacked into
+    this form while an event is added to it. ``responses`` holds,
     per model key, only the winning logged response (earliest event time,
     then smallest identity hash). ``marks`` remembers the (key, feedback
     rank, what) checks already reported (row mismatch, conflict,
@@ -300,22 +305,27 @@ class _Deadlines:
     """When each entry may expire, in deadline order: a FIFO, and a heap for the rest.
 
     Event times mostly grow, so deadlines (time + TTL) mostly arrive in
-    order. Those go to two parallel deques (16 bytes a puid, no comparisons)
-    instead of a heap of ``(deadline, puid)`` tuples (64 bytes a puid and a
-    sift per push); a deadline earlier than the FIFO's last one goes to a
-    small heap. Popping takes the earlier of the two heads.
+    order. Those go to a FIFO of two parallel arrays, the deadlines as
+    packed doubles and the puids as a list (about 17 bytes a puid with the
+    arrays' spare room, no comparisons), instead of a heap of
+    ``(deadline, puid)`` tuples (about 100 bytes a puid and a sift per
+    push); a deadline earlier than the FIFO's last one goes to a small
+    heap. Popping takes the earlier of the two heads. The FIFO's head moves
+    by an index; the popped prefix is cut off once it is half the arrays,
+    so a pop costs O(1) amortised.
     """
 
-    __slots__ = ("_late", "_puids", "_times")
+    __slots__ = ("_head", "_late", "_puids", "_times")
 
     def __init__(self) -> None:
-        self._times: deque[float] = deque()
-        self._puids: deque[str] = deque()
+        self._times = array("d")
+        self._puids: list[str] = []
+        self._head = 0
         self._late: list[tuple[float, str]] = []
 
     def push(self, deadline: float, puid: str) -> None:
         times = self._times
-        if not times or deadline >= times[-1]:
+        if self._head == len(times) or deadline >= times[-1]:
             times.append(deadline)
             self._puids.append(puid)
         else:
@@ -323,19 +333,35 @@ class _Deadlines:
 
     def pop_before(self, now: float) -> tuple[float, str] | None:
         """The earliest (deadline, puid) with deadline before ``now``, removed; else None."""
-        times, late = self._times, self._late
-        if times and times[0] < now and (not late or times[0] <= late[0][0]):
-            return times.popleft(), self._puids.popleft()
+        times, late, head = self._times, self._late, self._head
+        if head < len(times):
+            first = times[head]
+            if first < now and (not late or first <= late[0][0]):
+                puids = self._puids
+                puid = puids[head]
+                puids[head] = ""  # the FIFO no longer keeps the puid alive
+                head += 1
+                if head == len(times):
+                    del times[:]
+                    puids.clear()
+                    head = 0
+                elif head >= 1024 and 2 * head >= len(times):
+                    del times[:head]
+                    del puids[:head]
+                    head = 0
+                self._head = head
+                return first, puid
         if late and late[0][0] < now:
             return heapq.heappop(late)
         return None
 
     def load(self, items: list[tuple[float, str]]) -> None:
         """Replace the queue with ``items`` in any order (a restored snapshot)."""
-        self._times.clear()
-        self._puids.clear()
-        self._late = items
-        heapq.heapify(items)
+        items.sort()
+        self._times = array("d", [deadline for deadline, _ in items])
+        self._puids = [puid for _, puid in items]
+        self._head = 0
+        self._late = []
 
 
 @dataclass(slots=True)
@@ -384,7 +410,9 @@ class JoinStore:
         self.time_basis = TimeBasis(time_basis)
         self.sequence = sequence if sequence is not None else Sequence()
         self.kinds = kinds if kinds is not None else ModelKinds()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Entry | bytes] = {}
+        self._keys: packed.Interned[ModelKey] = packed.Interned()
+        self._labels: packed.Interned[tuple[str, ...]] = packed.Interned(_MAX_LABELS)
         self._deadlines = _Deadlines()
         self._aliases: dict[str, str] = {}
         self.dropped: list[str] | None = None
@@ -406,18 +434,34 @@ class JoinStore:
         target = self._aliases.get(puid) if self._aliases else None
         if target is not None:
             puid = target
-        entry = self._entries.get(puid)
+        held = self._entries.get(puid)
         deadline = event.time + self.ttl
-        if entry is None:
+        if held is None:
             entry = _Entry(deadline, ident)
-            self._entries[puid] = entry
             self._deadlines.push(deadline, puid)
-        elif _seen(entry.seen, ident):
-            return JoinResult(EventStatus.DUPLICATE)
-        else:
+        elif isinstance(held, bytes):
+            if packed.seen(held, ident):
+                return JoinResult(EventStatus.DUPLICATE)
+            entry = self._unpack(held)
             entry.seen += ident
             if deadline > entry.deadline:
                 entry.deadline = deadline
+        else:
+            entry = held
+            if _seen(entry.seen, ident):
+                return JoinResult(EventStatus.DUPLICATE)
+            entry.seen += ident
+            if deadline > entry.deadline:
+                entry.deadline = deadline
+        result = self._take(puid, entry, event, rank)
+        if not isinstance(held, _Entry):
+            # New or packed: held packed again while it is still only pending.
+            still = self._pack(entry)
+            self._entries[puid] = entry if still is None else still
+        return result
+
+    def _take(self, puid: str, entry: _Entry, event: Event, rank: int) -> JoinResult:
+        """Add the parts of a new (not duplicate) event to ``entry``; settle its pairs."""
         result = JoinResult(EventStatus.ACCEPTED)
         kind = event.kind
         if kind is EventKind.RESPONSE:
@@ -464,12 +508,64 @@ class JoinStore:
                 self._settle(puid, entry, result)
         return result
 
+    def _pack(self, entry: _Entry) -> bytes | None:
+        """``entry`` packed (:mod:`feedback_stream.packed`), or ``None`` when it is not
+        only pending (feedback, pairs, marks, aliases, scores) or a value got no id."""
+        if entry.feedbacks is not None or entry.pairs or entry.marks or entry.aliases:
+            return None
+        requests = _items(entry.requests)
+        responses = _items(entry.responses)
+        if len(requests) > packed.MAX_PARTS or len(responses) > packed.MAX_PARTS:
+            return None
+        keys, labels = self._keys, self._labels
+        packed_requests: list[packed.PackedRequest] = []
+        for key, time in requests:
+            key_id = keys.id(key)
+            if key_id == packed.NO_ID:
+                return None
+            packed_requests.append((key_id, time))
+        packed_responses: list[packed.PackedResponse] = []
+        for response in responses:
+            if response.labelled or response.scores is not None or not response.logged:
+                return None
+            key_id = keys.id(response.key)
+            classes_id = labels.id(response.classes)
+            names = response.names
+            names_id = packed.NO_ID if names is None else labels.id(names)
+            if (
+                key_id == packed.NO_ID
+                or classes_id == packed.NO_ID
+                or (names_id == packed.NO_ID and names is not None)
+            ):
+                return None
+            packed_responses.append((response.time, response.rank, key_id, classes_id, names_id))
+        return packed.pack(entry.deadline, packed_requests, packed_responses, entry.seen)
+
+    def _unpack(self, data: bytes) -> _Entry:
+        """The full entry of a packed one (the same parts, in the same order)."""
+        deadline, requests, responses, seen = packed.unpack(data)
+        entry = _Entry(deadline, seen)
+        keys, labels = self._keys.values, self._labels.values
+        for key_id, time in requests:
+            entry.requests = _append(entry.requests, (keys[key_id], time))
+        for time, rank, key_id, classes_id, names_id in responses:
+            response = _Response(
+                keys[key_id],
+                labels[classes_id],
+                time,
+                names=None if names_id == packed.NO_ID else labels[names_id],
+                rank=rank,
+            )
+            entry.responses = _append(entry.responses, response)
+        return entry
+
     def _alias(self, puid: str, entry: _Entry, alias: str) -> None:
         """Lead ``alias`` to ``puid``'s entry, taking in what already waits under it."""
         if alias in self._aliases:
             return
-        other = self._entries.get(alias)
-        if other is not None:
+        held = self._entries.get(alias)
+        if held is not None:
+            other = self._unpack(held) if isinstance(held, bytes) else held
             if other.responses is not None or other.aliases:
                 return  # a prediction of its own, not another name of this one
             del self._entries[alias]
@@ -492,9 +588,10 @@ class JoinStore:
 
         ``key`` is what a feedback named: an empty predictor or model matches any.
         """
-        entry = self._entries.get(self._aliases.get(puid, puid))
-        if entry is None:
+        held = self._entries.get(self._aliases.get(puid, puid))
+        if held is None:
             return False
+        entry = self._unpack(held) if isinstance(held, bytes) else held
         probe = _Feedback(key, None, None, 0.0, 0)
         return any(probe.matches(r.key) for r in _items(entry.responses))
 
@@ -512,8 +609,9 @@ class JoinStore:
             entry = self._entries.get(puid)
             if entry is None:
                 continue
-            if entry.deadline > deadline:
-                deadlines.push(entry.deadline, puid)
+            entry_deadline = packed.deadline(entry) if isinstance(entry, bytes) else entry.deadline
+            if entry_deadline > deadline:
+                deadlines.push(entry_deadline, puid)
                 continue
             del self._entries[puid]
             if self.dropped is not None:
@@ -521,13 +619,19 @@ class JoinStore:
             self._count_unjoined(entry, expired)
         return expired
 
-    def _count_unjoined(self, entry: _Entry, counts: dict[EventKind, int]) -> None:
+    def _count_unjoined(self, entry: _Entry | bytes, counts: dict[EventKind, int]) -> None:
         """Count the parts of a dropped entry that never joined; forget its aliases.
 
         Requests when no pair stands for the puid, logged responses never
         labelled, feedbacks matching no response (logged or embedded) whose
-        rows they fit: all read from the final state, whatever the order.
+        rows they fit: all read from the final state, whatever the order. A packed
+        entry has neither pairs, nor labelled responses, nor feedback, nor aliases.
         """
+        if isinstance(entry, bytes):
+            n_requests, n_responses = packed.counts(entry)
+            counts[EventKind.REQUEST] += n_requests
+            counts[EventKind.RESPONSE] += n_responses
+            return
         for alias in entry.aliases or ():
             self._aliases.pop(alias, None)
         if not entry.pairs:
@@ -554,8 +658,9 @@ class JoinStore:
             entry = self._entries.get(puid)
             if entry is None:
                 continue
-            if entry.deadline > deadline:
-                deadlines.push(entry.deadline, puid)
+            entry_deadline = packed.deadline(entry) if isinstance(entry, bytes) else entry.deadline
+            if entry_deadline > deadline:
+                deadlines.push(entry_deadline, puid)
                 continue
             del self._entries[puid]
             if self.dropped is not None:
@@ -714,6 +819,8 @@ class JoinStore:
         Responses of regression models, and responses without scores, are left out.
         """
         for entry in self._entries.values():
+            if isinstance(entry, bytes):
+                continue  # packed entries hold no scores
             for response in _items(entry.responses):
                 scores = response.scores
                 if response.labelled or scores is None or scores.kind is ModelKind.REGRESSION:
@@ -728,7 +835,7 @@ class JoinStore:
     def applied(self, puid: str) -> dict[ModelKey, tuple[Outcome, ...]]:
         """The outcomes currently applied for ``puid``, per model (empty when none)."""
         entry = self._entries.get(puid)
-        if entry is None or not entry.pairs:
+        if entry is None or isinstance(entry, bytes) or not entry.pairs:
             return {}
         return {key: pair.outcomes for key, pair in entry.pairs.items()}
 
@@ -737,7 +844,7 @@ class JoinStore:
     def held_outcomes(self) -> Iterator[Outcome]:
         """The outcomes currently applied for puids the store still holds."""
         for entry in self._entries.values():
-            if entry.pairs:
+            if not isinstance(entry, bytes) and entry.pairs:
                 for pair in entry.pairs.values():
                     yield from pair.outcomes
 
@@ -747,9 +854,10 @@ class JoinStore:
         The changelog writes one row per changed entry
         (:mod:`feedback_stream.changelog`).
         """
-        e = self._entries.get(puid)
-        if e is None:
+        held = self._entries.get(puid)
+        if held is None:
             return None
+        e = self._unpack(held) if isinstance(held, bytes) else held
         feedbacks = _items(e.feedbacks)
         responses = _items(e.responses)
         fb_index = {id(f): i for i, f in enumerate(feedbacks)}
@@ -805,7 +913,7 @@ class JoinStore:
     def holds_outcome(self, outcome: Outcome) -> bool:
         """Whether ``outcome`` is applied for a puid the store still holds."""
         entry = self._entries.get(self.entry_key(outcome.puid))
-        if entry is None or not entry.pairs:
+        if entry is None or isinstance(entry, bytes) or not entry.pairs:
             return False
         pair = entry.pairs.get(outcome.key)
         return pair is not None and any(o is outcome for o in pair.outcomes)
@@ -879,7 +987,8 @@ class JoinStore:
                 entry.aliases = list(aliases)
                 for alias in aliases:
                     store._aliases[alias] = puid
-            store._entries[puid] = entry
+            packed_entry = store._pack(entry)
+            store._entries[puid] = entry if packed_entry is None else packed_entry
             due.append((deadline, puid))
         store._deadlines.load(due)
         return store
