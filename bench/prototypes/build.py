@@ -1,0 +1,159 @@
+"""Build the prototypes: Cython and mypyc copies of the core, the Rust decoder.
+
+Every variant is a copy of ``src/feedback_stream`` under
+``build/prototypes/<variant>/`` (git-ignored) in which some modules are
+compiled in place; the measuring process puts that directory first on its
+path, so the rest of the package (and the benchmark) is the same code.
+Nothing here touches ``src/`` or the project's install.
+
+The tools are installed into the running interpreter's environment on
+demand (``pip install cython maturin``); Rust needs ``cargo`` on the PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["BUILD", "CRATE", "REPO", "VARIANTS", "Variant", "build", "built"]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BUILD = REPO / "build" / "prototypes"
+CRATE = HERE / "rust_decode"
+SRC = REPO / "src" / "feedback_stream"
+
+_HOT = ("windows.py", "join.py")
+_HOT_DECODE = (*_HOT, "decode.py")
+_CORE = (
+    *_HOT_DECODE,
+    "partition.py",
+    "engine.py",
+    "metrics.py",
+    "outcomes.py",
+    "events.py",
+    "paired.py",
+    "caps.py",
+    "payload.py",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the core: which tool compiles which modules, what is patched in."""
+
+    name: str
+    tool: str  # "pure", "cython", "mypyc", "rust", "batch"
+    modules: tuple[str, ...] = ()
+    rust: bool = False
+    batch: bool = False
+    base: str | None = None  # reuse the build of another variant
+
+    @property
+    def path(self) -> Path:
+        return BUILD / (self.base or self.name)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("pure", "pure"),
+    Variant("cython-windows-join", "cython", _HOT),
+    Variant("cython-windows-join-decode", "cython", _HOT_DECODE),
+    Variant("cython-core", "cython", _CORE),
+    Variant("mypyc-core", "mypyc", _CORE),
+    Variant("rust-decode", "rust", rust=True),
+    Variant("batch", "batch", batch=True),
+    Variant("rust-decode+cython-core", "cython", _CORE, rust=True, base="cython-core"),
+)
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    print("$", " ".join(cmd), f"(in {cwd})", flush=True)
+    subprocess.run(cmd, cwd=cwd, check=True)
+
+
+def _ensure(module: str, package: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        _run([sys.executable, "-m", "pip", "install", "-q", package], REPO)
+
+
+def _copy(variant: Variant) -> Path:
+    """A fresh copy of the package under the variant's build directory."""
+    if variant.path.exists():
+        shutil.rmtree(variant.path)
+    target = variant.path / "feedback_stream"
+    shutil.copytree(SRC, target, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    return target
+
+
+def _cython(variant: Variant) -> None:
+    _ensure("Cython", "cython>=3.1,<4")
+    _ensure("setuptools", "setuptools")
+    package = _copy(variant)
+    files = [f"feedback_stream/{name}" for name in variant.modules]
+    # Pure-Python mode: the .py files as they are; annotations only as Python types.
+    cythonize = Path(sys.executable).with_name("cythonize")
+    _run([str(cythonize), "-i", "-3", "-j", "1", *files], package.parent)
+    for name in variant.modules:
+        (package / name).with_suffix(".c").unlink(missing_ok=True)
+
+
+def _mypyc(variant: Variant) -> None:
+    _ensure("setuptools", "setuptools")
+    package = _copy(variant)
+    mypyc = Path(sys.executable).with_name("mypyc")
+    files = [f"feedback_stream/{name}" for name in variant.modules]
+    _run([str(mypyc), *files], package.parent)
+
+
+def _rust() -> Path:
+    """Build the Rust decoder with maturin and unpack its wheel under build/prototypes/rust."""
+    _ensure("maturin", "maturin>=1.5,<2")
+    wheels = BUILD / "wheels"
+    if wheels.exists():
+        shutil.rmtree(wheels)
+    maturin = Path(sys.executable).with_name("maturin")
+    _run([str(maturin), "build", "--release", "-q", "-o", str(wheels)], CRATE)
+    target = BUILD / "rust"
+    if target.exists():
+        shutil.rmtree(target)
+    for wheel in wheels.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(target)
+    return target
+
+
+def built(variant: Variant) -> bool:
+    """Whether the variant's artefacts exist (the pure and batch ones need none)."""
+    if variant.rust and not any((BUILD / "rust").glob("feedback_stream_rust_decode*")):
+        return False
+    if variant.tool in ("cython", "mypyc"):
+        return all(
+            any((variant.path / "feedback_stream").glob(Path(m).stem + ".*.so"))
+            for m in variant.modules
+        )
+    return True
+
+
+def build(variants: list[Variant], *, force: bool = False) -> dict[str, float]:
+    """Build what ``variants`` need; return each build's wall seconds."""
+    seconds: dict[str, float] = {}
+    if any(v.rust for v in variants) and (force or not (BUILD / "rust").exists()):
+        start = time.perf_counter()
+        _rust()
+        seconds["rust"] = time.perf_counter() - start
+    for variant in variants:
+        if variant.tool not in ("cython", "mypyc") or variant.base is not None:
+            continue
+        if built(variant) and not force:
+            continue
+        start = time.perf_counter()
+        (_cython if variant.tool == "cython" else _mypyc)(variant)
+        seconds[variant.name] = time.perf_counter() - start
+    return seconds
