@@ -26,7 +26,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.prototypes.build import BUILD, REPO, VARIANTS, Variant, build, built
+from bench.prototypes.build import (
+    BUILD,
+    REPO,
+    VARIANTS,
+    Variant,
+    build,
+    built,
+    environment,
+    package_path,
+)
 from bench.prototypes.report import DOC, RESULTS, table, update_doc
 
 __all__ = ["main"]
@@ -62,11 +71,12 @@ def _machine() -> dict[str, Any]:
 
 
 def _measure(variant: Variant, requests: int, repeats: int) -> dict[str, Any]:
-    paths = [str(variant.path)] if variant.tool in ("cython", "mypyc") else [str(REPO / "src")]
+    paths = [str(package_path(variant))]
     if variant.rust:
         paths.append(str(BUILD / "rust"))
     paths.append(str(REPO))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env = {k: v for k, v in os.environ.items() if k != "FEEDBACK_STREAM_PURE"}
+    env.update(environment(variant), PYTHONPATH=os.pathsep.join(paths))
     cmd = [sys.executable, "-m", "bench.prototypes.measure", variant.name, str(requests)]
     out = subprocess.run(
         [*cmd, str(repeats)], env=env, cwd=REPO, capture_output=True, text=True, check=False
@@ -74,7 +84,17 @@ def _measure(variant: Variant, requests: int, repeats: int) -> dict[str, Any]:
     if out.returncode != 0:
         return {"variant": variant.name, "error": out.stderr.strip().splitlines()[-1:]}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["sources_current"] = _sources_current(variant)
     return result
+
+
+def _sources_current(variant: Variant) -> bool:
+    """Whether the variant's compiled modules were built from today's sources in src/."""
+    package = package_path(variant) / "feedback_stream"
+    src = REPO / "src" / "feedback_stream"
+    return all(
+        (package / name).read_bytes() == (src / name).read_bytes() for name in variant.modules
+    )
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -100,6 +120,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out[name] = {
             "events": events,
             "same_report": all(i["digest"] == reference for i in good),
+            "sources_current": all(i.get("sources_current", True) for i in good),
             "events_s": events / statistics.median(wall),
             "events_per_cpu_s": events / statistics.median(cpu),
             "decode_events_per_cpu_s": events
@@ -145,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(_measure(variant, args.requests, args.repeats))
     summary = _summary(runs)
     document = {
+        "commit": _tool_version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
         "machine": _machine(),
         "loadavg_before": before,
         "loadavg_after": os.getloadavg(),
@@ -160,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if update_doc(document):
         print(f"updated {DOC.relative_to(REPO)}")
     print(f"load average before {before}, after {document['loadavg_after']}")
-    return 0 if all(r.get("same_report", False) for r in summary.values()) else 1
+    ok = all(r.get("same_report", False) and r.get("sources_current") for r in summary.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def main(argv: list[str]) -> dict[str, Any]:
             decoded.append(_timed(decode_only))
     compiled = {
         m.__name__.rsplit(".", 1)[1]: not m.__file__.endswith(".py")  # type: ignore[union-attr]
-        for m in (decode, join, windows)
+        for m in (decode, join, windows, engine_module)
     }
     return {
         "variant": variant,

@@ -22,7 +22,8 @@ def table(document: dict[str, Any]) -> str:
     load = document["loadavg_before"][0], document["loadavg_after"][0]
     lines = [
         f"`python -m bench.prototypes --requests {document['requests']} --rounds "
-        f"{document['rounds']} --repeats {document['repeats']}` on {machine['cpu']} "
+        f"{document['rounds']} --repeats {document['repeats']}` at commit "
+        f"{document.get('commit', 'unknown')} on {machine['cpu']} "
         f"({machine['cpus']} CPUs shared, load average {load[0]:.1f} before, "
         f"{load[1]:.1f} after), Python {machine['python']}, {machine['cython']}, "
         f"{machine['mypyc/mypy']}, {machine['rustc']}.",
