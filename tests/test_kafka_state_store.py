@@ -7,6 +7,7 @@ stops the processor (exit non-zero) instead of retrying forever."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,80 @@ async def test_a_crash_between_writing_state_and_committing_leaves_the_last_comm
         await successor.stop()
         await owned.producer.stop()
     # What the successor committed is what the next owner restores.
+    again = Engine(WINDOWS)
+    final = await _open(settings, tp, again)
+    try:
+        assert again.report(crashed.clock) == crashed.report(crashed.clock)
+    finally:
+        await final.stop()
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["in-flight", "committed"])
+async def test_a_crash_while_consumption_goes_on_during_a_commit_restores_a_commit(
+    kafka_bootstrap: str, committed: bool
+) -> None:
+    """The service applies the next batches while a state transaction commits.
+
+    A crash then leaves either the previous commit (the transaction was
+    still open: the new owner aborts it) or this one, exactly as it was
+    staged: nothing applied after the stage leaks into it.
+    """
+    topic, group = unique("inflight"), unique("inflight")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    tp = TopicPartition(topic, 0)
+    settings = kafka_settings(kafka_bootstrap, topic, group, windows=list(WINDOWS))
+    config = GeneratorConfig(
+        seed=7, n_requests=400, feedback_share=0.8, amendment_share=0.2, topic=topic
+    )
+    lines = [orjson.dumps(r) for r in generate_records(config)]
+    first, second, third = lines[:500], lines[500:800], lines[800:]
+
+    crashed = Engine(WINDOWS)
+    store = await _open(settings, tp, crashed)
+    replay(first, crashed)
+    assert await store.commit({tp: len(first)})
+    first_clock, at_first = crashed.clock, crashed.report(crashed.clock)
+    replay(second, crashed)
+    staged = store.stage({tp: len(first) + len(second)})
+    second_clock, at_second = crashed.clock, crashed.report(crashed.clock)
+    (owned,) = store._owned.values()
+    stalled = asyncio.Event()
+
+    async def stall() -> None:
+        stalled.set()
+        await asyncio.Event().wait()  # the process dies before the commit returns
+
+    if not committed:
+        owned.producer.commit_transaction = stall
+    write = asyncio.ensure_future(store.write(staged))
+    replay(third, crashed)  # consumption goes on meanwhile
+    if committed:
+        assert await write
+    else:
+        await asyncio.wait_for(stalled.wait(), 30)
+        assert not write.done()
+
+    # A new owner, while the crashed one's producer still exists (a zombie).
+    engine = Engine(WINDOWS)
+    successor = await _open(settings, tp, engine)
+    try:
+        if committed:
+            assert await _committed(kafka_bootstrap, group, tp) == len(first) + len(second)
+            assert engine.report(second_clock) == at_second
+            replay(third, engine)
+        else:
+            assert await _committed(kafka_bootstrap, group, tp) == len(first)
+            assert engine.report(first_clock) == at_first
+            replay(second, engine)
+            replay(third, engine)
+        assert engine.report(crashed.clock) == crashed.report(crashed.clock)
+        assert await successor.commit({tp: len(lines)})
+    finally:
+        write.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await write
+        await successor.stop()
+        await owned.producer.stop()
     again = Engine(WINDOWS)
     final = await _open(settings, tp, again)
     try:

@@ -233,13 +233,18 @@ class ChangeTracker:
             out[outcome_key + str(seq).encode()] = None
         self._orphans = []
         fold = state.caps.model
+        unwritten: set[int] = set()
         for outcome in self._applied:
             if not outcome.retracted:
                 out[outcome_key + str(outcome.seq).encode()] = orjson.dumps(
                     [_key(fold(outcome.key)), snapshot.outcome_row(outcome)]
                 )
                 self._track(outcome)
+            else:
+                unwritten.add(outcome.seq)  # applied and retracted since the last commit
         for outcome in self._retracted:
+            if outcome.seq in unwritten:
+                continue  # never written: nothing to delete
             out[outcome_key + str(outcome.seq).encode()] = None
             if outcome.key in self._live:
                 self._live[outcome.key] -= 1

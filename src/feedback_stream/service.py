@@ -40,7 +40,7 @@ import signal
 import sys
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -850,8 +850,9 @@ class _LookupCounts:
 class _StateCommitter:
     """Offsets committed with the state topic's transactions (an ``OffsetCommitter``).
 
-    The outcome sink is flushed first, so a committed offset never covers an
-    outcome Elasticsearch has not got (it may get one twice, by id).
+    The outcome sink is flushed first, under the batch lock, so a committed
+    offset never covers an outcome Elasticsearch has not got (it may get one
+    twice, by id); the transactions run on while the next batches are applied.
     """
 
     def __init__(self, service: Service, store: StateStore) -> None:
@@ -871,11 +872,11 @@ class _StateCommitter:
             self._service._fail(exc)
             raise
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+    async def stage(self, offsets: Mapping[TopicPartition, int]) -> Awaitable[bool]:
         sink = self._service._sink
         if sink is not None:
             await sink.flush()
-        return await self._store.commit(offsets)
+        return self._store.write(self._store.stage(offsets))
 
     @property
     def dirty(self) -> bool:

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -80,8 +80,15 @@ class OffsetCommitter(Protocol):
     async def prepare(self, partitions: Collection[TopicPartition]) -> None:
         """Called on assignment before the group's committed offsets are read."""
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
-        """Commit ``offsets``; ``False``: not committed, offer them again next time."""
+    async def stage(self, offsets: Mapping[TopicPartition, int]) -> Awaitable[bool]:
+        """Take what goes with ``offsets`` now; return the write that commits it.
+
+        Called under the batch lock, after the records before ``offsets``
+        were applied. The write is awaited after the lock is released, while
+        later batches are applied; the next ``stage`` comes only after it
+        has returned. It returns ``False`` when nothing was committed (the
+        offsets are offered again with the next commit).
+        """
 
     @property
     def dirty(self) -> bool:
@@ -118,6 +125,8 @@ class KafkaSource:
         self._consumed: dict[TopicPartition, int] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
+        self._writing: tuple[asyncio.Task[bool], dict[TopicPartition, int]] | None = None
+        """The committer's write in flight, and the offsets it commits."""
         self.assigned_once = asyncio.Event()
         """Set after the first assignment: part of the service's readiness."""
         self.batches = 0
@@ -182,11 +191,15 @@ class KafkaSource:
                 )
                 if batch:
                     await self._apply(batch)
+                writing = self._writing
+                if writing is not None and writing[0].done():
+                    async with self._lock:
+                        await self._settle()  # raises what the write failed with
                 if (
                     self._uncommitted or (self._committer is not None and self._committer.dirty)
                 ) and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                     async with self._lock:
-                        await self._commit_applied()
+                        await self._commit_applied(wait=False)
         finally:
             await self._close()
 
@@ -251,19 +264,39 @@ class KafkaSource:
             self.batches += 1
             self.records += len(records)
 
-    async def _commit_applied(self) -> None:
-        """Commit the offsets applied since the last commit (call under the lock)."""
+    async def _commit_applied(self, *, wait: bool = True) -> None:
+        """Commit the offsets applied since the last commit (call under the lock).
+
+        With a committer, and ``wait`` false, only its stage runs here: its
+        write (the state topic's transaction round trips) goes on after the
+        lock is released, while the next batches are applied, and is awaited
+        before the next commit, a revoke or the shutdown. At most one write
+        is in flight, so the commits stay in order.
+        """
         self._committed_at = time.monotonic()
         committer = self._committer
         if committer is not None:
+            await self._settle()
             offsets, self._uncommitted = self._uncommitted, {}
-            if not await committer.commit(offsets):
-                # Offered again with the next commit (newer offsets win).
-                self._uncommitted = {**offsets, **self._uncommitted}
+            write = await committer.stage(offsets)
+            self._writing = (asyncio.ensure_future(write), offsets)
+            if wait:
+                await self._settle()
             return
         if self._uncommitted:
             offsets, self._uncommitted = self._uncommitted, {}
             await self._commit(offsets)
+
+    async def _settle(self) -> None:
+        """Wait for the committer's write in flight; offer its offsets again if it failed."""
+        writing = self._writing
+        if writing is None:
+            return
+        self._writing = None
+        task, offsets = writing
+        if not await task:
+            # Offered again with the next commit (newer offsets win).
+            self._uncommitted = {**offsets, **self._uncommitted}
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._require()

@@ -50,7 +50,7 @@ from feedback_stream.changelog import ChangeTracker, Restorer
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.settings import Settings
 
-__all__ = ["StateCommitFailed", "StateFenced", "StateStore", "state_name"]
+__all__ = ["StagedCommit", "StateCommitFailed", "StateFenced", "StateStore", "state_name"]
 
 _log = logging.getLogger(__name__)
 
@@ -116,6 +116,16 @@ class _Owned:
     unsent: dict[bytes, bytes | None] = field(default_factory=dict)
     positions: dict[str, int | None] = field(default_factory=dict)
     """The input offsets the state reflects, by ``"topic/partition"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedCommit:
+    """What :meth:`StateStore.stage` took: each state with records to write, and its offsets."""
+
+    states: list[tuple[_Owned, dict[TopicPartition, int]]]
+
+    def __bool__(self) -> bool:
+        return bool(self.states)
 
 
 class StateStore:
@@ -399,9 +409,46 @@ class StateStore:
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         """Write every state's changes and its input ``offsets`` in one transaction each.
 
-        Returns whether every transaction committed; the records of one that
-        failed are sent again with the next commit (its offsets too: the
-        caller keeps them).
+        :meth:`stage` then :meth:`write`. Returns whether every transaction
+        committed; the records of one that failed are sent again with the
+        next commit (its offsets too: the caller keeps them).
+
+        Raises:
+            StateFenced: another process owns one of the states now.
+            StateCommitFailed: a commit failed and retrying cannot help (a record
+                over the topic's limit, an unusable producer); the process must stop.
+        """
+        return await self.write(self.stage(offsets))
+
+    def stage(self, offsets: Mapping[TopicPartition, int]) -> StagedCommit:
+        """Take every state's changes since the last stage, with the input ``offsets``.
+
+        Synchronous: the records are the states exactly as they are now,
+        after the records before ``offsets`` were applied; the states may
+        change as soon as it returns (consumption goes on while
+        :meth:`write` runs). Stage again only after that write has returned.
+        """
+        staged = []
+        for key, owned in self._owned.items():
+            if key == ALL_PARTITIONS:
+                mine = dict(offsets)
+            else:
+                mine = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) == key}
+            tracker = owned.tracker
+            if tracker is not None:
+                unsent = owned.unsent
+                unsent.update(tracker.changes())
+                if mine:
+                    owned.positions.update(
+                        {f"{tp.topic}/{tp.partition}": o for tp, o in mine.items()}
+                    )
+                    unsent[tracker.offsets_key] = orjson.dumps(owned.positions)
+            if owned.unsent or mine:
+                staged.append((owned, mine))
+        return StagedCommit(staged)
+
+    async def write(self, staged: StagedCommit) -> bool:
+        """Commit what :meth:`stage` took: one transaction per state, concurrently.
 
         Raises:
             StateFenced: another process owns one of the states now.
@@ -411,15 +458,10 @@ class StateStore:
         if self.failed is not None:
             raise self.failed
         group = self.settings.kafka_group_id
-        jobs = []
-        for key, owned in self._owned.items():
-            if key == ALL_PARTITIONS:
-                mine = dict(offsets)
-            else:
-                mine = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) == key}
-            jobs.append(self._commit_one(owned, mine, group))
         try:
-            results = await asyncio.gather(*jobs)
+            results = await asyncio.gather(
+                *(self._commit_one(owned, offsets, group) for owned, offsets in staged.states)
+            )
         except StateCommitFailed as exc:
             self.failed = exc
             raise
@@ -429,17 +471,6 @@ class StateStore:
     async def _commit_one(
         self, owned: _Owned, offsets: dict[TopicPartition, int], group: str
     ) -> bool:
-        tracker = owned.tracker
-        if tracker is not None:
-            for key, value in tracker.changes():
-                owned.unsent[key] = value
-            if offsets:
-                owned.positions.update(
-                    {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
-                )
-                owned.unsent[tracker.offsets_key] = orjson.dumps(owned.positions)
-        if not owned.unsent and not offsets:
-            return True
         limit = self.max_record_bytes
         for key, value in owned.unsent.items():
             size = len(key) + (len(value) if value is not None else 0)
@@ -451,10 +482,11 @@ class StateStore:
                 )
         producer = owned.producer
         partition = self._partition(owned.key)
+        records = owned.unsent
         try:
             await producer.begin_transaction()
             try:
-                futures = await self._send(producer, partition, owned.unsent)
+                futures = await self._send(producer, partition, records)
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, group)
                 await asyncio.gather(*futures)
@@ -480,17 +512,33 @@ class StateStore:
                 exc,
             )
             return False
-        owned.unsent = {}
+        if owned.unsent is records:
+            owned.unsent = {}
         return True
 
     async def _send(
         self, producer: AIOKafkaProducer, partition: int, records: dict[bytes, bytes | None]
     ) -> list[asyncio.Future[Any]]:
-        """Queue ``records`` (the producer batches them)."""
-        return [
-            await producer.send(self.topic, value, key=key, partition=partition)
-            for key, value in records.items()
-        ]
+        """Queue ``records`` as whole record batches, one future per batch.
+
+        A batch holds records up to the producer's ``max_batch_size``; a
+        record larger than that goes alone in a batch of its own. Appending
+        to a batch is aiokafka's compiled record builder, with none of the
+        per-record work of ``send()`` (metadata wait, partitioner, future).
+        """
+        topic = self.topic
+        timestamp = int(time.time() * 1000)
+        futures = []
+        batch = producer.create_batch()
+        for key, value in records.items():
+            if batch.append(timestamp=timestamp, key=key, value=value) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(timestamp=timestamp, key=key, value=value)
+        if batch.record_count():
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def stop(self) -> None:
         for key in list(self._owned):
