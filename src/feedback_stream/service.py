@@ -447,6 +447,62 @@ class Service:
         return self.engine.pending
 
     async def apply(self, records: Sequence[Record]) -> None:
+        """Apply one ``getmany`` batch: decoded, then joined and windowed as a batch.
+
+        Per record only what must be: its decode and its join. The stream
+        clock is observed once (the batch's newest event time), the engine
+        takes the whole batch (:meth:`Engine.process_events`), and dead
+        letters are queued as found and awaited once at the end. Orphan
+        feedback that a resolver may answer, and events the history already
+        loaded, need a record's own turn: with a resolver or the history on,
+        records go one by one as before.
+        """
+        if self.core2 is not None or self._overlap is not None or self._resolves_orphans:
+            await self._apply_each(records)
+            return
+        items: list[Event | DecodeError] = []
+        append = items.append
+        errors: list[tuple[Record, DecodeError]] = []
+        wall = self._clock()
+        # A producer whose clock runs ahead must not pin the stream clock in the future.
+        bound = wall + _MAX_SKEW_S
+        newest = self._event_clock
+        for record in records:
+            item = decode_kafka_record(
+                record.headers,
+                record.value,
+                record.timestamp,
+                SourcePosition(record.topic, record.partition, record.offset),
+            )
+            if isinstance(item, DecodeError):
+                errors.append((record, item))
+            elif newest < item.time <= bound:
+                newest = item.time
+            append(item)
+        if newest > self._event_clock:  # what _observe does, once for the batch
+            self._event_clock = newest
+            self._event_wall = wall
+        self.engine.process_events(items)
+        if errors:
+            await self._dead_letter(errors)
+
+    @property
+    def _resolves_orphans(self) -> bool:
+        return self.settings.orphan_lookup or self.resolver is not None
+
+    async def _dead_letter(self, errors: Sequence[tuple[Record, DecodeError]]) -> None:
+        """Count a batch's invalid records and dead-letter them (acknowledged on return)."""
+        dlq = self.dlq
+        for record, error in errors:
+            self.metrics.on_invalid(error)
+            if dlq is not None:
+                await dlq.send_record(record, error)
+                self.metrics.on_dead_letter(error.code)
+        if dlq is not None:
+            await dlq.flush()
+
+    async def _apply_each(self, records: Sequence[Record]) -> None:
+        """Apply records one by one (Seldon Core 2 decoding, orphan resolution, history)."""
         for record in records:
             position = SourcePosition(record.topic, record.partition, record.offset)
             if self.core2 is None:
