@@ -8,7 +8,9 @@ The loop is at-least-once by construction and exactly-once in effect:
    engine and awaits their dead letters;
 3. commit ``last offset + 1`` of every partition read, at most once a
    second (:data:`COMMIT_INTERVAL_S`), and always before a partition is
-   revoked and at shutdown;
+   revoked and at shutdown. With an :class:`OffsetCommitter` (durable
+   state) only its stage holds the batch lock: its write, a transaction's
+   round trips, runs while the next batches are applied, one at a time;
 4. never pause for pending joins: the engine bounds them itself by evicting
    the oldest puids at ``max_pending`` (:mod:`feedback_stream.caps`), so the
    input never waits for the TTL.
