@@ -2,20 +2,24 @@
 
 The page is the service's (:class:`~feedback_stream.exposition.MetricsExposition`):
 :class:`ServiceMetrics` counters attached to the engine while it read the
-stream, rendered by ``prometheus_client``, then the window gauges written by
-:class:`~feedback_stream.exposition.WindowGauges`. The figure is a first
-scrape (nothing cached: every window computed and written, as when every
-window changed since the last scrape); a scrape with nothing changed, the
-OpenMetrics page and the former page (``generate_latest`` over the same
-families through :class:`WindowCollector`) are in the detail. Before any
-time counts, the page is checked to hold exactly the former page's lines.
-The baseline renders the same number of samples from plain, already-set
-``Gauge`` objects: the cost of the text format alone, with no metric
-computed.
+stream (written from their children by
+:class:`~feedback_stream.exposition.CounterText`), then the window gauges
+written by :class:`~feedback_stream.exposition.WindowGauges`, which reuses
+the lines of windows whose counts did not change. The figure is a scrape
+after new traffic (~5 requests a model, untimed) changed nearly every window
+since the previous scrape (the share is in the detail): the steady state of
+a loaded service. The first scrape of a fresh page (nothing cached), a
+scrape with nothing changed, the OpenMetrics page and the former page
+(``generate_latest`` over the same families, the window gauges through
+:class:`WindowCollector`) are in the detail. Before any time counts, the
+page is checked to hold exactly the former page's lines. The baseline
+renders the same number of samples from plain, already-set ``Gauge``
+objects: the cost of the text format alone, with no metric computed.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
@@ -26,6 +30,7 @@ from bench.core import process_all, save_profile
 from bench.result import Context, Figure
 from bench.stream import wire_stream
 from feedback_stream.engine import Engine
+from feedback_stream.events import ModelKey, SourcePosition
 from feedback_stream.exposition import MetricsExposition, WindowGauges
 from feedback_stream.generator import DeploymentSpec, GeneratorConfig, PredictorSpec
 from feedback_stream.prometheus import LabelGuard, ServiceMetrics
@@ -38,12 +43,13 @@ CLASSES = 10
 
 
 def build_exposition(
-    n_requests: int, models: int = MODELS
-) -> tuple[Callable[[], MetricsExposition], Engine]:
+    n_requests: int, models: int = MODELS, held_back: int = 0
+) -> tuple[Callable[[], MetricsExposition], Engine, Callable[[int], None]]:
     """A service's page over an engine that has seen ``models`` models of 10 classes.
 
     Returns a factory of fresh pages (nothing cached) over the same counters
-    and engine, and the engine.
+    and engine, the engine, and ``more(n)``: apply the next ``n`` of the
+    ``held_back`` last records of the stream (new traffic between scrapes).
     """
     deps = tuple(
         DeploymentSpec(
@@ -65,16 +71,25 @@ def build_exposition(
         feedback_delay_mean_s=1.0,
     )
     engine = Engine(("total", "5m", "1000"))
-    registry = CollectorRegistry()
     guard = LabelGuard(max_models=1000, max_classes=50, class_allowlist=())
-    ServiceMetrics(registry, guard).attach(engine)
-    process_all(engine, wire_stream(config))
+    counters = ServiceMetrics(CollectorRegistry(), guard)
+    counters.attach(engine)
+    records = wire_stream(config)
+    split = len(records) - held_back
+    process_all(engine, records[:split])
+    later = iter(enumerate(records[split:], start=split))
+    rest = CollectorRegistry()
 
     def page() -> MetricsExposition:
         windows = WindowGauges(engine, guard, lambda: engine.clock)
-        return MetricsExposition(registry, windows)
+        return MetricsExposition(rest, windows, counters)
 
-    return page, engine
+    def more(n: int) -> None:
+        for offset, r in itertools.islice(later, n):
+            position = SourcePosition("bench", r.partition, offset)
+            engine.process_record(r.headers, r.value, r.timestamp, position)
+
+    return page, engine, more
 
 
 def _plain_registry(samples: int) -> CollectorRegistry:
@@ -85,10 +100,14 @@ def _plain_registry(samples: int) -> CollectorRegistry:
     return registry
 
 
-def _timed(render: Callable[[], bytes], repeats: int) -> tuple[list[float], bytes]:
+def _timed(
+    render: Callable[[], bytes], repeats: int, before: Callable[[], None] = lambda: None
+) -> tuple[list[float], bytes]:
+    """Milliseconds of each of ``repeats`` renders (``before`` each, untimed)."""
     times: list[float] = []
     body = b""
     for _ in range(repeats):
+        before()
         start = time.perf_counter()
         body = render()
         times.append((time.perf_counter() - start) * 1000.0)
@@ -104,23 +123,48 @@ def _first_scrape(page: Callable[[], MetricsExposition]) -> Callable[[], bytes]:
     return lambda: _text(page())
 
 
+def _changed_share(engine: Engine, more: Callable[[int], None], chunk: int) -> float:
+    """The share of (model, window) counts that ``chunk`` more records change."""
+
+    def snapshot() -> dict[tuple[ModelKey, str], list[object]]:
+        return {
+            (key, spec.name): engine.counts(key, spec.name).to_list()
+            for key in engine.model_keys()
+            for spec in engine.specs
+        }
+
+    before = snapshot()
+    more(chunk)
+    after = snapshot()
+    return sum(after[k] != before.get(k) for k in after) / len(after)
+
+
 def run(ctx: Context) -> list[Figure]:
     models = MODELS if ctx.scale >= 0.01 else 10
-    page, engine = build_exposition(ctx.size(20_000, minimum=models * 40), models)
     repeats = 20 if ctx.scale >= 0.5 else 5 if ctx.scale >= 0.01 else 2
+    chunk = 15 * models  # ~5 requests a model: nearly every window changes
+    held = chunk * (2 * repeats + 1)
+    page, engine, more = build_exposition(
+        ctx.size(30_000, minimum=models * 60) + held // 3, models, held
+    )
     former = page().full
     expected = generate_latest(former)
     body = _text(page())
     if sorted(body.splitlines()) != sorted(expected.splitlines()):
         raise RuntimeError("the page differs from generate_latest of the same families")
     samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    ours, _ = _timed(_first_scrape(page), repeats)
+    first, _ = _timed(_first_scrape(page), repeats)
     if ctx.profile:
         save_profile("render", lambda: _timed(_first_scrape(page), 3) and None, ctx.results)
-    warm_page = page()
-    unchanged, _ = _timed(lambda: _text(warm_page), repeats)
+    live = page()
+    _text(live)
+    changed = _changed_share(engine, more, chunk)
+    ours, _ = _timed(lambda: _text(live), repeats, lambda: more(chunk))
+    unchanged, _ = _timed(lambda: _text(live), repeats)
     openmetrics, _ = _timed(
-        lambda: _text(page(), "application/openmetrics-text; version=1.0.0"), repeats
+        lambda: _text(live, "application/openmetrics-text; version=1.0.0"),
+        repeats,
+        lambda: more(chunk),
     )
     before, _ = _timed(lambda: generate_latest(former), repeats)
     plain = _plain_registry(samples)
@@ -147,6 +191,8 @@ def run(ctx: Context) -> list[Figure]:
                 "repeats": repeats,
                 "ours_ms": ours,
                 "baseline_ms": base,
+                "windows_changed_between_scrapes": changed,
+                "first_scrape_ms": median(first),
                 "unchanged_scrape_ms": median(unchanged),
                 "openmetrics_ms": median(openmetrics),
                 "generate_latest_of_the_same_families_ms": median(before),

@@ -22,6 +22,7 @@ from prometheus_client.openmetrics import parser as om_parser
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
+from feedback_stream.decode import DecodeError
 from feedback_stream.engine import Engine
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.exposition import (
@@ -57,17 +58,26 @@ class _Clock:
 
 
 class _Pages:
-    """One engine, read by the former path and by the new one, each with its own guard."""
+    """One engine, read by the former path and by the new one, each with its own guard.
+
+    ``former``: every family in one registry, rendered by ``prometheus_client``.
+    """
 
     def __init__(self, engine: Engine, clock: _Clock, max_models: int, max_classes: int) -> None:
         self.former = CollectorRegistry(auto_describe=False)
         former_guard = LabelGuard(max_models, max_classes, ())
-        ServiceMetrics(self.former, former_guard).attach(engine)
+        former_counters = ServiceMetrics(self.former, former_guard)
+        former_counters.attach(engine)
         self.former.register(WindowCollector(engine, former_guard, clock))
-        rest = CollectorRegistry(auto_describe=False)
         guard = LabelGuard(max_models, max_classes, ())
-        ServiceMetrics(rest, guard).attach(engine)
-        self.page = MetricsExposition(rest, WindowGauges(engine, guard, clock))
+        self.counters = ServiceMetrics(CollectorRegistry(auto_describe=False), guard)
+        self.counters.attach(engine)
+        rest = CollectorRegistry(auto_describe=False)
+        self.page = MetricsExposition(rest, WindowGauges(engine, guard, clock), self.counters)
+        self.former_counters = former_counters
+
+    def each_counters(self) -> tuple[ServiceMetrics, ServiceMetrics]:
+        return self.former_counters, self.counters
 
     def text(self) -> tuple[str, str]:
         body, content_type = self.page.render("")
@@ -226,6 +236,11 @@ def test_hostile_names_pass_promtool_and_read_back_as_sent() -> None:
         key = ModelKey(name, f"dep{name}", "default", name + "m")
         engine.process_event(_response(f"p{i}", key, 10.0 + i, name, 0.75))
         engine.process_event(_feedback(f"p{i}", key, 10.5 + i, name, 1.0))
+    for metrics in pages.each_counters():
+        metrics.on_invalid(DecodeError('bad "json"\n', "bad_json", event_type=None))
+        metrics.on_expired({EventKind.REQUEST: 3})
+        metrics.on_dead_letter("bad\\reason")
+        metrics.adopt(next(iter(engine.states.values())), sign=-1)
     former, new = pages.text()
     assert_same_page(former, new)
     result = promtool_check(new)

@@ -15,9 +15,11 @@ one scrape to the next what has not changed:
   exactly, so a time window that slid or a count window that moved renders
   again).
 
-Everything else in the service's registry (counters, histograms, caps,
-broker, sink) is still rendered by ``prometheus_client`` and put before the
-window families (:class:`MetricsExposition`).
+The service's own counters and label-delay histogram are written from
+their ``prometheus_client`` children's values (:class:`CounterText`);
+everything else in the service's registry (refusals, caps, broker, sink) is
+still rendered by ``prometheus_client``; the page puts them before the window
+families (:class:`MetricsExposition`).
 
 Formats (both are written; ``Accept`` chooses, as ``prometheus_client``'s
 ``choose_encoder`` does):
@@ -40,9 +42,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
@@ -52,12 +54,19 @@ from feedback_stream.engine import Engine
 from feedback_stream.estimate_metrics import UNLABELLED_GAUGES
 from feedback_stream.events import ModelKey
 from feedback_stream.metrics import Counts, compute
-from feedback_stream.prometheus import MODEL_GAUGES, WINDOW_GAUGES, LabelGuard, WindowCollector
+from feedback_stream.prometheus import (
+    MODEL_GAUGES,
+    WINDOW_GAUGES,
+    LabelGuard,
+    ServiceMetrics,
+    WindowCollector,
+)
 from feedback_stream.prometheus_scores import KIND_GAUGE, SCORE_GAUGES
 
 __all__ = [
     "OPENMETRICS_CONTENT_TYPE",
     "TEXT_CONTENT_TYPE",
+    "CounterText",
     "MetricsExposition",
     "WindowGauges",
     "escape_help",
@@ -69,6 +78,7 @@ __all__ = [
 TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _INF: Final = math.inf
+_BIG: Final = 1e308
 
 
 def format_value(value: float) -> str:
@@ -79,6 +89,8 @@ def format_value(value: float) -> str:
     numbers of 8 or more integer digits (``12345678.0`` -> ``1.2345678e+07``),
     exactly as ``prometheus_client.utils.floatToGoString``.
     """
+    if -_BIG < value < 1e6:  # the common case: no exponent switch, no special value
+        return repr(float(value))
     value = float(value)
     if value == _INF:
         return "+Inf"
@@ -429,6 +441,90 @@ def _family_text(metric: Metric, openmetrics: bool) -> str:
     return "".join(out)
 
 
+class CounterText:
+    """The counters and histograms of :class:`ServiceMetrics`, written from their children.
+
+    ``prometheus_client`` builds a ``Sample`` and a label dict for each of
+    ~7,000 counter samples per scrape (100 models) before formatting them;
+    this reads each child's value and writes it after the child's label set,
+    escaped once and kept from scrape to scrape. Text format 0.0.4 only, as
+    ``generate_latest`` writes it (``*_total`` counters, cumulative
+    ``_bucket`` / ``_count`` / ``_sum`` histograms, label names sorted);
+    ``*_created`` samples are off (:class:`ServiceMetrics` switches them off).
+
+    Reads ``prometheus_client``'s children (``_metrics``, ``_value``,
+    ``_buckets``, ``_sum``, ``_upper_bounds``): version 0.21 to 0.26, as
+    pinned; the tests hold the output to ``generate_latest``'s.
+    """
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._families = metrics.families()
+        self._headers: list[str] = []
+        self._counters: list[Counter | None] = []
+        self._histograms: list[Histogram | None] = []
+        for wrapper, _ in self._families:
+            (described,) = wrapper.describe()
+            counter = wrapper if isinstance(wrapper, Counter) else None
+            self._counters.append(counter)
+            self._histograms.append(wrapper if isinstance(wrapper, Histogram) else None)
+            name = described.name + ("_total" if counter is not None else "")
+            kind = "counter" if counter is not None else "histogram"
+            doc = escape_help(described.documentation, openmetrics=False)
+            self._headers.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        self._prefixes: dict[tuple[int, Sequence[str]], tuple[str, ...]] = {}
+
+    def render(self) -> str:
+        """Every family, HELP and TYPE first, in :meth:`ServiceMetrics.families` order."""
+        out: list[str] = []
+        prefixes = self._prefixes
+        for index, (wrapper, names) in enumerate(self._families):
+            out.append(self._headers[index])
+            counter = self._counters[index]
+            if counter is not None:
+                counters: list[tuple[Sequence[str], Any]] = (
+                    list(counter._metrics.items()) if names else [((), counter)]
+                )
+                for values, child in counters:
+                    lines = prefixes.get((index, values))
+                    if lines is None:
+                        lines = prefixes[index, values] = _prefixes(wrapper, names, values)
+                    out.append(f"{lines[0]}{format_value(child._value.get())}\n")
+            histogram = self._histograms[index]
+            if histogram is not None:
+                histograms: list[tuple[Sequence[str], Any]] = (
+                    list(histogram._metrics.items()) if names else [((), histogram)]
+                )
+                for values, child in histograms:
+                    lines = prefixes.get((index, values))
+                    if lines is None:
+                        lines = prefixes[index, values] = _prefixes(wrapper, names, values)
+                    total = 0.0
+                    for prefix, bucket in zip(lines, child._buckets, strict=False):
+                        total += bucket.get()
+                        out.append(f"{prefix}{format_value(total)}\n")
+                    out.append(f"{lines[-2]}{format_value(total)}\n")
+                    if child._upper_bounds[0] >= 0:
+                        out.append(f"{lines[-1]}{format_value(child._sum.get())}\n")
+        return "".join(out)
+
+
+def _prefixes(
+    wrapper: Counter | Histogram, names: Sequence[str], values: Sequence[str]
+) -> tuple[str, ...]:
+    """Each sample's name and label set of one child, up to the value."""
+    (described,) = wrapper.describe()
+    name = described.name
+    labels = label_set(names, values)
+    if isinstance(wrapper, Counter):
+        return (f"{name}_total{{{labels}}} " if labels else f"{name}_total ",)
+    buckets = tuple(
+        f"{name}_bucket{{{label_set((*names, 'le'), (*values, format_value(bound)))}}} "
+        for bound in wrapper._upper_bounds
+    )
+    own = f"{{{labels}}} " if labels else " "
+    return (*buckets, f"{name}_count{own}", f"{name}_sum{own}")
+
+
 _NAMES_KEPT: Final = ("", "underscores", "allow-utf-8")
 """Escaping schemes that leave valid legacy metric and label names as they are."""
 
@@ -436,18 +532,30 @@ _NAMES_KEPT: Final = ("", "underscores", "allow-utf-8")
 class MetricsExposition:
     """The ``/metrics`` page of one service.
 
-    ``registry`` holds everything but the window gauges and is rendered by
-    ``prometheus_client``; the window gauges (:class:`WindowGauges`) are
-    written after it. :attr:`full` is a registry of both (the window gauges
-    through their collector), for ``prometheus_client``'s own encoders and
-    for callers that want ``Metric`` objects.
+    ``registry`` holds everything but the service's counters and the window
+    gauges, and is rendered by ``prometheus_client``; the counters of
+    ``counters`` (in a registry of their own, :attr:`ServiceMetrics.registry`)
+    are written by :class:`CounterText` in the text format (by
+    ``prometheus_client`` in OpenMetrics), then the window gauges by
+    :class:`WindowGauges`. :attr:`full` is a registry of all three (the
+    window gauges through their collector), for ``prometheus_client``'s own
+    encoders and for callers that want ``Metric`` objects.
     """
 
-    def __init__(self, registry: CollectorRegistry, windows: WindowGauges) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        windows: WindowGauges,
+        counters: ServiceMetrics | None = None,
+    ) -> None:
         self.registry = registry
         self.windows = windows
+        self.counters = counters
+        self._counter_text = CounterText(counters) if counters is not None else None
         self.full = CollectorRegistry(auto_describe=False)
         self.full.register(registry)
+        if counters is not None:
+            self.full.register(counters.registry)
         self.full.register(windows.collector)
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
@@ -464,5 +572,9 @@ class MetricsExposition:
         if content_type.startswith("application/openmetrics-text"):
             eof = b"# EOF\n"
             head = head.removesuffix(eof)
+            if self.counters is not None:
+                head += encoder(self.counters.registry).removesuffix(eof)
             return head + self.windows.render(openmetrics=True).encode() + eof, content_type
+        if self._counter_text is not None:
+            head += self._counter_text.render().encode()
         return head + self.windows.render().encode(), content_type

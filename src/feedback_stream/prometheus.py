@@ -209,6 +209,29 @@ class ServiceMetrics:
         self._event_children: dict[tuple[str, str], Any] = {}
         self._fold: Callable[[ModelKey], ModelKey] = lambda key: key
 
+    def families(self) -> list[tuple[Counter | Histogram, tuple[str, ...]]]:
+        """Every counter and histogram with its label names, in exposition order."""
+        model = MODEL_LABELS
+        return [
+            (self.outcomes, (*model, "result")),
+            (self.outcomes_retracted, (*model, "result")),
+            (self.confusion, (*model, "true_class", "predicted_class")),
+            (self.confusion_retracted, (*model, "true_class", "predicted_class")),
+            (self.reward_count, model),
+            (self.reward_sum, model),
+            (self.reward_retracted_count, model),
+            (self.reward_retracted_sum, model),
+            (self.responses, model),
+            (self.labelled, model),
+            (self.conflicts, model),
+            (self.label_delay, model),
+            (self.events, ("type", "status")),
+            (self.invalid, ("reason",)),
+            (self.expired, ("type",)),
+            (self.needs_kind, model),
+            (self.dlq, ("reason",)),
+        ]
+
     def _model(self, key: ModelKey) -> _ModelSeries:
         """The labelled series of ``key``, bound once: ``.labels()`` costs microseconds.
 

@@ -128,7 +128,8 @@ class Service:
         )
         self._registry = CollectorRegistry(auto_describe=False)
         self.guard = LabelGuard(settings.max_models, settings.max_classes, settings.class_allowlist)
-        self.metrics = ServiceMetrics(self._registry, self.guard)
+        # Their own registry: /metrics writes them directly (feedback_stream.exposition).
+        self.metrics = ServiceMetrics(CollectorRegistry(auto_describe=False), self.guard)
         self.metrics.attach(self.engine)
         self.refusals = Refusals(self._registry)
         self.kafka: KafkaSource | None = None
@@ -143,7 +144,9 @@ class Service:
         self._fatal: BaseException | None = None
         self._failed = asyncio.Event()
         self.exposition = MetricsExposition(
-            self._registry, WindowGauges(self.engine, self.guard, self.now, self._lag)
+            self._registry,
+            WindowGauges(self.engine, self.guard, self.now, self._lag),
+            self.metrics,
         )
         self.core2: Core2Decoder | None = None
         if settings.source == "seldon-core-2":
