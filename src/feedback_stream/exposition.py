@@ -447,10 +447,11 @@ class CounterText:
     ``prometheus_client`` builds a ``Sample`` and a label dict for each of
     ~7,000 counter samples per scrape (100 models) before formatting them;
     this reads each child's value and writes it after the child's label set,
-    escaped once and kept from scrape to scrape. Text format 0.0.4 only, as
-    ``generate_latest`` writes it (``*_total`` counters, cumulative
-    ``_bucket`` / ``_count`` / ``_sum`` histograms, label names sorted);
-    ``*_created`` samples are off (:class:`ServiceMetrics` switches them off).
+    escaped once and kept from scrape to scrape. As ``generate_latest`` (text
+    format 0.0.4) and ``openmetrics.exposition.generate_latest`` write them:
+    ``*_total`` counter samples, cumulative ``_bucket`` / ``_count`` /
+    ``_sum`` histograms, label names sorted; ``*_created`` samples are off
+    (:class:`ServiceMetrics` switches them off).
 
     Reads ``prometheus_client``'s children (``_metrics``, ``_value``,
     ``_buckets``, ``_sum``, ``_upper_bounds``): version 0.21 to 0.26, as
@@ -460,6 +461,7 @@ class CounterText:
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._families = metrics.families()
         self._headers: list[str] = []
+        self._om_headers: list[str] = []
         self._counters: list[Counter | None] = []
         self._histograms: list[Histogram | None] = []
         for wrapper, _ in self._families:
@@ -467,18 +469,27 @@ class CounterText:
             counter = wrapper if isinstance(wrapper, Counter) else None
             self._counters.append(counter)
             self._histograms.append(wrapper if isinstance(wrapper, Histogram) else None)
-            name = described.name + ("_total" if counter is not None else "")
             kind = "counter" if counter is not None else "histogram"
+            name = described.name
+            # The text format names a counter family by its sample (``_total``), OpenMetrics not.
+            text_name = name + ("_total" if counter is not None else "")
             doc = escape_help(described.documentation, openmetrics=False)
-            self._headers.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+            self._headers.append(f"# HELP {text_name} {doc}\n# TYPE {text_name} {kind}\n")
+            doc = escape_help(described.documentation, openmetrics=True)
+            self._om_headers.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
         self._prefixes: dict[tuple[int, Sequence[str]], tuple[str, ...]] = {}
 
-    def render(self) -> str:
-        """Every family, HELP and TYPE first, in :meth:`ServiceMetrics.families` order."""
+    def render(self, *, openmetrics: bool = False) -> str:
+        """Every family, HELP and TYPE first, in :meth:`ServiceMetrics.families` order.
+
+        OpenMetrics differs in the headers only (a counter family is named
+        without ``_total``, ``"`` is escaped in HELP); no ``# EOF``.
+        """
         out: list[str] = []
         prefixes = self._prefixes
+        headers = self._om_headers if openmetrics else self._headers
         for index, (wrapper, names) in enumerate(self._families):
-            out.append(self._headers[index])
+            out.append(headers[index])
             counter = self._counters[index]
             if counter is not None:
                 counters: list[tuple[Sequence[str], Any]] = (
@@ -535,8 +546,7 @@ class MetricsExposition:
     ``registry`` holds everything but the service's counters and the window
     gauges, and is rendered by ``prometheus_client``; the counters of
     ``counters`` (in a registry of their own, :attr:`ServiceMetrics.registry`)
-    are written by :class:`CounterText` in the text format (by
-    ``prometheus_client`` in OpenMetrics), then the window gauges by
+    are written by :class:`CounterText`, then the window gauges by
     :class:`WindowGauges`. :attr:`full` is a registry of all three (the
     window gauges through their collector), for ``prometheus_client``'s own
     encoders and for callers that want ``Metric`` objects.
@@ -572,8 +582,8 @@ class MetricsExposition:
         if content_type.startswith("application/openmetrics-text"):
             eof = b"# EOF\n"
             head = head.removesuffix(eof)
-            if self.counters is not None:
-                head += encoder(self.counters.registry).removesuffix(eof)
+            if self._counter_text is not None:
+                head += self._counter_text.render(openmetrics=True).encode()
             return head + self.windows.render(openmetrics=True).encode() + eof, content_type
         if self._counter_text is not None:
             head += self._counter_text.render().encode()
