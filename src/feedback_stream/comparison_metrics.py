@@ -12,14 +12,15 @@ alert rules use it with a minimum number of pairs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from feedback_stream.engine import Engine
 from feedback_stream.events import ModelKey
-from feedback_stream.paired_statistics import Decision
+from feedback_stream.paired_statistics import Decision, PairedComparison
 
-__all__ = ["COMPARISON_LABELS", "comparison_families"]
+__all__ = ["COMPARISON_GAUGES", "COMPARISON_LABELS", "comparison_families", "comparison_samples"]
 
 COMPARISON_LABELS = (
     "namespace",
@@ -34,49 +35,84 @@ COMPARISON_LABELS = (
 _DECISION_VALUE = {Decision.BETTER: 1.0, Decision.WORSE: -1.0, Decision.UNDECIDED: 0.0}
 
 
+COMPARISON_GAUGES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    (
+        "feedback_stream_comparison_pairs",
+        "Rows both predictors answered with known correctness, by 2x2 cell.",
+        ("cell",),
+    ),
+    (
+        "feedback_stream_comparison_accuracy_difference",
+        "Accuracy of the candidate minus accuracy of the baseline, on the paired rows.",
+        (),
+    ),
+    (
+        "feedback_stream_comparison_difference_ci_lower",
+        "Lower bound of the difference's 95% Newcombe interval (fixed-sample).",
+        (),
+    ),
+    (
+        "feedback_stream_comparison_difference_ci_upper",
+        "Upper bound of the difference's 95% Newcombe interval (fixed-sample).",
+        (),
+    ),
+    (
+        "feedback_stream_comparison_mcnemar_p_value",
+        "McNemar's exact p-value (valid for one look at a fixed sample size only).",
+        (),
+    ),
+    (
+        "feedback_stream_comparison_always_valid_p_value",
+        "Mixture SPRT p-value: below alpha at any look at most alpha of the time under no "
+        "difference.",
+        (),
+    ),
+    (
+        "feedback_stream_comparison_decision",
+        "Always-valid decision: 1 candidate better, -1 worse, 0 no difference yet.",
+        (),
+    ),
+    (
+        "feedback_stream_comparison_pairs_needed",
+        "Roughly how many more labelled pairs would detect the configured accuracy difference.",
+        (),
+    ),
+)
+"""(name, HELP, label names after :data:`COMPARISON_LABELS`) of each family, in order."""
+
+
+def comparison_samples(result: PairedComparison) -> list[list[tuple[tuple[str, ...], float]]]:
+    """Per family of :data:`COMPARISON_GAUGES`, (extra label values, value) of one window."""
+    table = result.table
+    samples: list[list[tuple[tuple[str, ...], float]]] = [[] for _ in COMPARISON_GAUGES]
+    for cell, count in (
+        ("both_right", table.both_right),
+        ("baseline_only", table.baseline_only),
+        ("candidate_only", table.candidate_only),
+        ("both_wrong", table.both_wrong),
+    ):
+        samples[0].append(((cell,), count))
+    if result.difference is not None:
+        samples[1].append(((), result.difference))
+    if result.difference_ci95 is not None:
+        samples[2].append(((), result.difference_ci95[0]))
+        samples[3].append(((), result.difference_ci95[1]))
+    samples[4].append(((), result.mcnemar_p))
+    samples[5].append(((), result.always_valid_p))
+    samples[6].append(((), _DECISION_VALUE[result.decision]))
+    if result.pairs_needed is not None:
+        samples[7].append(((), result.pairs_needed))
+    return samples
+
+
 def comparison_families(
     engine: Engine, now: float, admits: Callable[[ModelKey], bool]
 ) -> Iterator[Metric]:
     """The comparison gauges; comparisons of models ``admits`` refuses are left out."""
-    labels = list(COMPARISON_LABELS)
-
-    def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=[*labels, *extra])
-
-    pairs = gauge(
-        "feedback_stream_comparison_pairs",
-        "Rows both predictors answered with known correctness, by 2x2 cell.",
-        ("cell",),
-    )
-    difference = gauge(
-        "feedback_stream_comparison_accuracy_difference",
-        "Accuracy of the candidate minus accuracy of the baseline, on the paired rows.",
-    )
-    ci_lower = gauge(
-        "feedback_stream_comparison_difference_ci_lower",
-        "Lower bound of the difference's 95% Newcombe interval (fixed-sample).",
-    )
-    ci_upper = gauge(
-        "feedback_stream_comparison_difference_ci_upper",
-        "Upper bound of the difference's 95% Newcombe interval (fixed-sample).",
-    )
-    mcnemar = gauge(
-        "feedback_stream_comparison_mcnemar_p_value",
-        "McNemar's exact p-value (valid for one look at a fixed sample size only).",
-    )
-    always_valid = gauge(
-        "feedback_stream_comparison_always_valid_p_value",
-        "Mixture SPRT p-value: below alpha at any look at most alpha of the time under no "
-        "difference.",
-    )
-    decision = gauge(
-        "feedback_stream_comparison_decision",
-        "Always-valid decision: 1 candidate better, -1 worse, 0 no difference yet.",
-    )
-    needed = gauge(
-        "feedback_stream_comparison_pairs_needed",
-        "Roughly how many more labelled pairs would detect the configured accuracy difference.",
-    )
+    families = [
+        GaugeMetricFamily(name, doc, labels=[*COMPARISON_LABELS, *extra])
+        for name, doc, extra in COMPARISON_GAUGES
+    ]
     for comparison in engine.comparison_keys():
         if not (admits(comparison.baseline) and admits(comparison.candidate)):
             continue
@@ -92,22 +128,7 @@ def comparison_families(
                 cand.model,
                 spec.name,
             ]
-            table = result.table
-            for cell, count in (
-                ("both_right", table.both_right),
-                ("baseline_only", table.baseline_only),
-                ("candidate_only", table.candidate_only),
-                ("both_wrong", table.both_wrong),
-            ):
-                pairs.add_metric([*values, cell], count)
-            if result.difference is not None:
-                difference.add_metric(values, result.difference)
-            if result.difference_ci95 is not None:
-                ci_lower.add_metric(values, result.difference_ci95[0])
-                ci_upper.add_metric(values, result.difference_ci95[1])
-            mcnemar.add_metric(values, result.mcnemar_p)
-            always_valid.add_metric(values, result.always_valid_p)
-            decision.add_metric(values, _DECISION_VALUE[result.decision])
-            if result.pairs_needed is not None:
-                needed.add_metric(values, result.pairs_needed)
-    yield from (pairs, difference, ci_lower, ci_upper, mcnemar, always_valid, decision, needed)
+            for family, samples in zip(families, comparison_samples(result), strict=True):
+                for extra, value in samples:
+                    family.add_metric([*values, *extra], value)
+    yield from families

@@ -13,7 +13,11 @@ one scrape to the next what has not changed:
 * per (model, window), the sample lines of every family the window's counts
   decide, reused while those counts are unchanged (the counts are compared
   exactly, so a time window that slid or a count window that moved renders
-  again).
+  again); likewise per (comparison, window) for the paired-comparison
+  families.
+
+Not cached: the estimate of the responses still awaiting feedback, whose
+pending rows are read from the join stores at every scrape.
 
 The service's own counters and label-delay histogram are written from
 their ``prometheus_client`` children's values (:class:`CounterText`);
@@ -45,15 +49,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 from feedback_stream.cbpe import ConfidenceSums, calibration, estimate, pending_windows
-from feedback_stream.comparison_metrics import comparison_families
+from feedback_stream.comparison_metrics import (
+    COMPARISON_GAUGES,
+    COMPARISON_LABELS,
+    comparison_samples,
+)
 from feedback_stream.engine import Engine
 from feedback_stream.estimate_metrics import UNLABELLED_GAUGES
 from feedback_stream.events import ModelKey
 from feedback_stream.metrics import Counts, compute
+from feedback_stream.paired import Comparison, pair_table
+from feedback_stream.paired_statistics import PairedComparison, compare
 from feedback_stream.prometheus import (
     MODEL_GAUGES,
     WINDOW_GAUGES,
@@ -156,6 +165,7 @@ _SCORE_INDEX: Final = {field: i for i, field in enumerate(SCORE_GAUGES)}
 _UNLABELLED: Final = tuple(_Family.of(v) for v in UNLABELLED_GAUGES.values())
 _MODEL: Final = tuple(_Family.of(v) for v in MODEL_GAUGES.values())
 _KIND: Final = _Family.of(KIND_GAUGE)
+_COMPARISON: Final = tuple(_Family.of((name, doc)) for name, doc, _ in COMPARISON_GAUGES)
 _CACHED: Final = (*_WINDOW, *_SCORES, _UNLABELLED[4])
 """Families whose samples of a window depend only on the window's counts
 (the labelled rows' mean confidence is the last)."""
@@ -193,7 +203,9 @@ class _Window:
     """``deployment="d",model="m",namespace="n",predictor="p",window="w"``"""
     fingerprint: _Fingerprint | None
     lines: tuple[str, ...]
-    """Per family of ``_CACHED``, its lines for this window ("" for none)."""
+    """Per family of ``_CACHED`` (or of the comparison families), its lines ("" for none)."""
+    values: tuple[str, ...] = ()
+    """A comparison window's label values, in :data:`COMPARISON_LABELS` order."""
 
 
 @dataclass(slots=True)
@@ -234,6 +246,7 @@ class WindowGauges:
         self._lag = lag
         self.collector = WindowCollector(engine, guard, clock, lag)
         self._models: dict[ModelKey, _Model] = {}
+        self._paired: dict[tuple[Comparison, str], _Window] = {}
 
     def render(self, *, openmetrics: bool = False) -> str:
         """Every window family, HELP and TYPE first, families in the collector's order.
@@ -317,7 +330,7 @@ class WindowGauges:
         )
         pending_line = f"{_MODEL[2].name} {format_value(engine.pending)}\n"
         om = openmetrics
-        out: list[str] = [_comparisons(engine, now, guard.admits, openmetrics=om)]
+        out: list[str] = [self._comparisons(now, openmetrics=om)]
         for i, family in enumerate(_UNLABELLED):
             out.append(family.header(om))
             out.extend(cached[_CONFIDENCE] if i == len(_UNLABELLED) - 1 else unlabelled[i])
@@ -333,6 +346,48 @@ class WindowGauges:
             out.append(family.header(om))
             out.extend(cached[_SCORE0 + i])
         return "".join(out)
+
+    def _comparisons(self, now: float, *, openmetrics: bool) -> str:
+        """The paired-comparison families; a window's lines reused while its pairs stand."""
+        engine = self._engine
+        admits = self._guard.admits
+        buckets: list[list[str]] = [[] for _ in _COMPARISON]
+        seen: dict[tuple[Comparison, str], _Window] = {}
+        for comparison in engine.comparison_keys():
+            if not (admits(comparison.baseline) and admits(comparison.candidate)):
+                continue
+            for spec in engine.specs:
+                window = self._paired.get((comparison, spec.name))
+                if window is None:
+                    base, cand = comparison.baseline, comparison.candidate
+                    values = (
+                        comparison.namespace,
+                        comparison.deployment,
+                        base.predictor,
+                        cand.predictor,
+                        base.model,
+                        cand.model,
+                        spec.name,
+                    )
+                    window = _Window(label_set(COMPARISON_LABELS, values), None, ())
+                    window.values = values
+                seen[comparison, spec.name] = window
+                counts = engine.comparison_counts(comparison, spec.name, now)
+                fingerprint = _fingerprint(counts)
+                if fingerprint != window.fingerprint:
+                    result = compare(
+                        pair_table(counts), engine.comparison_alpha, engine.comparison_effect
+                    )
+                    window.lines = _comparison_lines(window.values, result)
+                    window.fingerprint = fingerprint
+                for bucket, text in zip(buckets, window.lines, strict=True):
+                    if text:
+                        bucket.append(text)
+        self._paired = seen
+        return "".join(
+            family.header(openmetrics) + "".join(bucket)
+            for family, bucket in zip(_COMPARISON, buckets, strict=True)
+        )
 
     def _lines(self, key: ModelKey, labels: str, counts: Counts) -> tuple[str, ...]:
         """Per family of ``_CACHED``, the lines of one window of one model."""
@@ -404,6 +459,22 @@ class WindowGauges:
         return tuple(lines)
 
 
+def _comparison_lines(values: tuple[str, ...], result: PairedComparison) -> tuple[str, ...]:
+    """Per comparison family, the lines of one window of one comparison."""
+    out: list[str] = []
+    for family, (_, _, extra_names), samples in zip(
+        _COMPARISON, COMPARISON_GAUGES, comparison_samples(result), strict=True
+    ):
+        names = (*COMPARISON_LABELS, *extra_names)
+        out.append(
+            "".join(
+                f"{family.name}{{{label_set(names, (*values, *extra))}}} {format_value(value)}\n"
+                for extra, value in samples
+            )
+        )
+    return tuple(out)
+
+
 def _estimate_lines(unlabelled: list[list[str]], labels: str, sums: ConfidenceSums | None) -> None:
     """The pending-row estimate samples of one window (they move with the join store)."""
     estimated = estimate(sums) if sums is not None else None
@@ -414,31 +485,6 @@ def _estimate_lines(unlabelled: list[list[str]], labels: str, sums: ConfidenceSu
             (estimated.accuracy, estimated.accuracy_ci95[0], estimated.accuracy_ci95[1])
         ):
             unlabelled[i].append(f"{_UNLABELLED[i].name}{{{labels}}} {format_value(value)}\n")
-
-
-def _comparisons(
-    engine: Engine, now: float, admits: Callable[[ModelKey], bool], *, openmetrics: bool
-) -> str:
-    """The paired-comparison families (a few samples per comparison), written generically."""
-    return "".join(
-        _family_text(metric, openmetrics) for metric in comparison_families(engine, now, admits)
-    )
-
-
-def _family_text(metric: Metric, openmetrics: bool) -> str:
-    """One gauge family from ``prometheus_client`` objects, in either format."""
-    out = [
-        f"# HELP {metric.name} {escape_help(metric.documentation, openmetrics=openmetrics)}\n"
-        f"# TYPE {metric.name} {metric.type}\n"
-    ]
-    for sample in metric.samples:
-        labels = label_set(tuple(sample.labels), tuple(sample.labels.values()))
-        out.append(
-            f"{sample.name}{{{labels}}} {format_value(sample.value)}\n"
-            if labels
-            else f"{sample.name} {format_value(sample.value)}\n"
-        )
-    return "".join(out)
 
 
 class CounterText:
