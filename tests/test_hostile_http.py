@@ -272,3 +272,19 @@ async def test_a_client_gone_mid_body_is_a_counted_refusal_without_a_traceback(
         samples = parse_metrics(await assert_read_side_healthy(url))
         assert sample_sum(samples, "feedback_stream_refused_requests_total") == 1
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_its_content_encoding_cannot_decode_is_a_counted_400(
+    encoding: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(settings()) as (_, url):
+        extra = b"Content-Encoding: " + encoding.encode() + b"\r\n"
+        status, body = await send_raw(url, _binary_request(b"classifier", extra, b"not compressed"))
+        assert status == 400
+        document = json.loads(body)
+        assert document["error"] == "content_encoding_error"
+        assert encoding in document["reason"]
+        samples = parse_metrics(await assert_read_side_healthy(url))
+        assert _refused(samples, "content_encoding_error") == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -218,6 +218,12 @@ def _error_middleware(refusals: Refusals) -> Callable[..., Any]:
             response.headers.update(
                 {k: v for k, v in exc.headers.items() if k.lower() == "www-authenticate"}
             )
+        except web.RequestPayloadError as exc:
+            # A body its Content-Encoding cannot decode (bad gzip / deflate): the client's fault.
+            response = _json(
+                {"error": "content_encoding_error", "reason": f"the body cannot be decoded: {exc}"},
+                status=400,
+            )
         except ConnectionResetError:
             # The client went away mid-request (a half-sent body): its refusal, not our error.
             response = _json(

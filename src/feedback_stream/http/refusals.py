@@ -22,6 +22,7 @@ import logging
 import re
 from typing import Any, cast
 
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter
 
@@ -87,6 +88,11 @@ class _ServerLogger(logging.LoggerAdapter[logging.Logger]):
         return True
 
     def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("exc_info"), web.RequestPayloadError):
+            # A body its Content-Encoding cannot decode, met again when aiohttp drains
+            # the rest of it after the answer: the answer was the 400, counted there.
+            super().debug("%s (after the answer)", kwargs["exc_info"])
+            return
         if not self._refused(args, kwargs):
             super().exception(msg, *args, **kwargs)
 
