@@ -16,8 +16,9 @@ one scrape to the next what has not changed:
   again); likewise per (comparison, window) for the paired-comparison
   families.
 
-Not cached: the estimate of the responses still awaiting feedback, whose
-pending rows are read from the join stores at every scrape.
+The estimate of the responses still awaiting feedback is computed at every
+scrape (time windows slide), from the join stores' scored pending rows,
+which are read again only when a store may have changed.
 
 The service's own counters and label-delay histogram are written from
 their ``prometheus_client`` children's values (:class:`CounterText`);
@@ -63,6 +64,7 @@ from feedback_stream.events import ModelKey
 from feedback_stream.metrics import Counts, compute
 from feedback_stream.paired import Comparison, pair_table
 from feedback_stream.paired_statistics import PairedComparison, compare
+from feedback_stream.partition import PartitionState
 from feedback_stream.prometheus import (
     MODEL_GAUGES,
     WINDOW_GAUGES,
@@ -247,6 +249,9 @@ class WindowGauges:
         self.collector = WindowCollector(engine, guard, clock, lag)
         self._models: dict[ModelKey, _Model] = {}
         self._paired: dict[tuple[Comparison, str], _Window] = {}
+        self._pending: list[tuple[ModelKey, float, tuple[float, ...]]] = []
+        self._pending_version: tuple[tuple[int, int], ...] | None = None
+        self._pending_states: tuple[PartitionState, ...] = ()
 
     def render(self, *, openmetrics: bool = False) -> str:
         """Every window family, HELP and TYPE first, families in the collector's order.
@@ -264,15 +269,7 @@ class WindowGauges:
         unlabelled: list[list[str]] = [[] for _ in _UNLABELLED]
         per_model: list[list[str]] = [[] for _ in _MODEL]
         kinds: list[str] = []
-        pending = (
-            pending_windows(
-                (item for state in engine.states.values() for item in state.join.pending_scores()),
-                specs,
-                at,
-            )
-            if at != -_INF
-            else {}
-        )
+        pending = pending_windows(self._pending_rows(), specs, at) if at != -_INF else {}
         seen: dict[ModelKey, _Model] = {}
         for key in engine.model_keys():
             if not guard.admits(key):
@@ -346,6 +343,27 @@ class WindowGauges:
             out.append(family.header(om))
             out.extend(cached[_SCORE0 + i])
         return "".join(out)
+
+    def _pending_rows(self) -> list[tuple[ModelKey, float, tuple[float, ...]]]:
+        """The join stores' scored responses awaiting feedback (``JoinStore.pending_scores``).
+
+        Read again only when a join store may have changed: an event was
+        taken (a state's accepted count moved), entries left (expiry or the
+        pending cap: a pending count moved), or a state came or went.
+        """
+        states = tuple(self._engine.states.values())
+        version = tuple((sum(s.events.accepted.values()), s.join.pending) for s in states)
+        held = self._pending_states
+        if (
+            version == self._pending_version
+            and len(states) == len(held)
+            and all(a is b for a, b in zip(states, held, strict=True))
+        ):
+            return self._pending
+        self._pending = [item for state in states for item in state.join.pending_scores()]
+        self._pending_version = version
+        self._pending_states = states
+        return self._pending
 
     def _comparisons(self, now: float, *, openmetrics: bool) -> str:
         """The paired-comparison families; a window's lines reused while its pairs stand."""
