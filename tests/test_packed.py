@@ -48,6 +48,37 @@ def test_pack_then_unpack_gives_every_field_back(
         assert packed.seen(data, ident.to_bytes(8, "little"))
 
 
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.tuples(_ids, _times),
+            st.tuples(_times, st.integers(0, 2**64 - 1), _ids, _ids, _ids),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    deadlines=st.lists(_times, min_size=8, max_size=8),
+)
+def test_adding_parts_one_at_a_time_equals_packing_them_at_once(
+    parts: list[packed.PackedRequest | packed.PackedResponse], deadlines: list[float]
+) -> None:
+    requests: list[packed.PackedRequest] = []
+    responses: list[packed.PackedResponse] = []
+    data = packed.pack(deadlines[0], [], [], b"")
+    for i, part in enumerate(parts):
+        ident = (i * 7919).to_bytes(8, "little")
+        if len(part) == 2:
+            requests.append(part)
+            data = packed.with_request(data, deadlines[i], part, ident)
+        else:
+            responses.append(part)
+            data = packed.with_response(data, deadlines[i], part, ident)
+        seen = b"".join((j * 7919).to_bytes(8, "little") for j in range(i + 1))
+        assert data == packed.pack(deadlines[i], requests, responses, seen)
+    for key in range(3):
+        assert packed.has_response(data, key) == any(r[2] == key for r in responses)
+
+
 def test_an_identity_is_found_only_at_its_own_offset() -> None:
     first, second = (1).to_bytes(8, "little"), (2).to_bytes(8, "little")
     data = packed.pack(5.0, [(0, 1.0)], [], first + second)

@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 from feedback_stream import packed
 from feedback_stream.decode import DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
-from feedback_stream.model_kinds import ModelKinds
+from feedback_stream.model_kinds import Interpretation, ModelKinds
 from feedback_stream.outcomes import UNCLASSIFIED, Outcome, TimeBasis, is_conflict, pair_outcomes
 from feedback_stream.scores import ModelKind, ResponseScores
 
@@ -436,12 +436,24 @@ class JoinStore:
             puid = target
         held = self._entries.get(puid)
         deadline = event.time + self.ttl
+        read: Interpretation | DecodeError | None = None
+        if held is None or isinstance(held, bytes):
+            if held is not None and packed.seen(held, ident):
+                return JoinResult(EventStatus.DUPLICATE)
+            kind = event.kind
+            if kind is EventKind.REQUEST or (
+                kind is EventKind.RESPONSE
+                and event.classes is not None
+                and (event.alias is None or event.alias == puid)
+            ):
+                # The common case: a part of a pending puid, added in packed form.
+                done, read = self._add_packed(puid, held, event, rank, ident, deadline)
+                if done is not None:
+                    return done
         if held is None:
             entry = _Entry(deadline, ident)
             self._deadlines.push(deadline, puid)
         elif isinstance(held, bytes):
-            if packed.seen(held, ident):
-                return JoinResult(EventStatus.DUPLICATE)
             entry = self._unpack(held)
             entry.seen += ident
             if deadline > entry.deadline:
@@ -453,15 +465,85 @@ class JoinStore:
             entry.seen += ident
             if deadline > entry.deadline:
                 entry.deadline = deadline
-        result = self._take(puid, entry, event, rank)
+        result = self._take(puid, entry, event, rank, read)
         if not isinstance(held, _Entry):
             # New or packed: held packed again while it is still only pending.
             still = self._pack(entry)
             self._entries[puid] = entry if still is None else still
         return result
 
-    def _take(self, puid: str, entry: _Entry, event: Event, rank: int) -> JoinResult:
-        """Add the parts of a new (not duplicate) event to ``entry``; settle its pairs."""
+    def _add_packed(
+        self,
+        puid: str,
+        held: bytes | None,
+        event: Event,
+        rank: int,
+        ident: bytes,
+        deadline: float,
+    ) -> tuple[JoinResult | None, Interpretation | DecodeError | None]:
+        """Add a request, or a response with classes and no alias, to a packed entry
+        (or to a new one when ``held`` is ``None``) without unpacking it.
+
+        The same as :meth:`_take` on the unpacked entry for what it covers: a
+        request; a response whose model has no response yet, read without
+        scores. Returns the result, or ``None`` with the response's reading
+        (if it was read) when the full entry must take the event.
+        """
+        key_id = self._keys.id(event.key)
+        if key_id == packed.NO_ID:
+            return None, None
+        if held is not None:
+            n_requests, n_responses = packed.counts(held)
+            old = packed.deadline(held)
+            if old > deadline:
+                deadline = old
+        else:
+            n_requests = n_responses = 0
+        if event.kind is EventKind.REQUEST:
+            if n_requests >= packed.MAX_PARTS:
+                return None, None
+            request = (key_id, event.time)
+            if held is None:
+                self._entries[puid] = packed.pack(deadline, [request], [], ident)
+                self._deadlines.push(deadline, puid)
+            else:
+                self._entries[puid] = packed.with_request(held, deadline, request, ident)
+            return JoinResult(EventStatus.ACCEPTED), None
+        if n_responses >= packed.MAX_PARTS or (
+            held is not None and packed.has_response(held, key_id)
+        ):
+            return None, None  # a retry of the same model is weighed by the full entry
+        read = self.kinds.interpret(event)
+        if isinstance(read, DecodeError) or read[2] is not None:
+            return None, read
+        classes, names, _ = read
+        labels = self._labels
+        classes_id = labels.id(classes)
+        names_id = packed.NO_ID if names is None else labels.id(names)
+        if classes_id == packed.NO_ID or (names_id == packed.NO_ID and names is not None):
+            return None, read
+        response = (event.time, rank, key_id, classes_id, names_id)
+        if held is None:
+            self._entries[puid] = packed.pack(deadline, [], [response], ident)
+            self._deadlines.push(deadline, puid)
+        else:
+            self._entries[puid] = packed.with_response(held, deadline, response, ident)
+        result = JoinResult(EventStatus.ACCEPTED)
+        result.responses.append(event.key)
+        return result, None
+
+    def _take(
+        self,
+        puid: str,
+        entry: _Entry,
+        event: Event,
+        rank: int,
+        read: Interpretation | DecodeError | None = None,
+    ) -> JoinResult:
+        """Add the parts of a new (not duplicate) event to ``entry``; settle its pairs.
+
+        ``read`` is the response's reading when it was already made.
+        """
         result = JoinResult(EventStatus.ACCEPTED)
         kind = event.kind
         if kind is EventKind.RESPONSE:
@@ -473,7 +555,8 @@ class JoinStore:
             held = _response(entry, key)
             if held is not None and (event.time, rank) >= (held.time, held.rank):
                 return result  # a later retry of the same puid: the earliest response stands
-            read = self.kinds.interpret(event)
+            if read is None:
+                read = self.kinds.interpret(event)
             if isinstance(read, DecodeError):
                 # Not joinable until its kind is known: counted, never read as junk classes.
                 result.errors.append(read)

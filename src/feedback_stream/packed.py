@@ -43,9 +43,12 @@ __all__ = [
     "PackedResponse",
     "counts",
     "deadline",
+    "has_response",
     "pack",
     "seen",
     "unpack",
+    "with_request",
+    "with_response",
 ]
 
 NO_ID = 0xFFFF
@@ -157,3 +160,52 @@ def seen(packed: bytes, ident: bytes) -> bool:
             return True
         at = packed.find(ident, at + 1)
     return False
+
+
+def has_response(packed: bytes, key: int) -> bool:
+    """Whether a packed entry holds a response of model key id ``key``."""
+    _, n_requests, n_responses = _HEAD.unpack_from(packed, 0)
+    at = _HEAD.size + n_requests * _REQUEST.size
+    for _ in range(n_responses):
+        if _RESPONSE.unpack_from(packed, at)[2] == key:
+            return True
+        at += _RESPONSE.size
+    return False
+
+
+def with_request(packed: bytes, deadline: float, request: PackedRequest, ident: bytes) -> bytes:
+    """``packed`` with one more request and identity, and deadline ``deadline``.
+
+    Raises:
+        struct.error: the entry already holds :data:`MAX_PARTS` requests.
+    """
+    _, n_requests, n_responses = _HEAD.unpack_from(packed, 0)
+    end = _HEAD.size + n_requests * _REQUEST.size
+    return b"".join(
+        (
+            _HEAD.pack(deadline, n_requests + 1, n_responses),
+            packed[_HEAD.size : end],
+            _REQUEST.pack(*request),
+            packed[end:],
+            ident,
+        )
+    )
+
+
+def with_response(packed: bytes, deadline: float, response: PackedResponse, ident: bytes) -> bytes:
+    """``packed`` with one more response and identity, and deadline ``deadline``.
+
+    Raises:
+        struct.error: the entry already holds :data:`MAX_PARTS` responses.
+    """
+    _, n_requests, n_responses = _HEAD.unpack_from(packed, 0)
+    end = _HEAD.size + n_requests * _REQUEST.size + n_responses * _RESPONSE.size
+    return b"".join(
+        (
+            _HEAD.pack(deadline, n_requests, n_responses + 1),
+            packed[_HEAD.size : end],
+            _RESPONSE.pack(*response),
+            packed[end:],
+            ident,
+        )
+    )
