@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from feedback_stream import packed
 from feedback_stream.events import Event, EventKind, ModelKey
-from feedback_stream.join import JoinResult, JoinStore, _Deadlines, identity_hash
+from feedback_stream.join import (
+    EventStatus,
+    JoinResult,
+    JoinStore,
+    Sequence,
+    _Deadlines,
+    identity_hash,
+)
 
 A = ModelKey("ns", "dep", "default", "a")
 B = ModelKey("ns", "dep", "default", "b")
@@ -281,3 +288,32 @@ def test_a_store_that_packs_joins_as_one_that_never_packs(events: list[Event]) -
             assert packing.has_response(puid, key) == full.has_response(puid, key)
     assert packing.evict_oldest(3) == full.evict_oldest(3)
     assert packing.expire(1e9) == full.expire(1e9)
+
+
+def test_a_pending_entry_restored_from_plain_data_is_packed_and_joins() -> None:
+    rank = identity_hash(("response", "s"))
+    row = [
+        "p",
+        3610.5,
+        [identity_hash(("request", "r")), rank],
+        [[["ns", "dep", "default", "a"], 10.0]],
+        [[["ns", "dep", "default", "a"], ["t:1"], 10.5, False, list(NAMES), None, rank]],
+        [],
+        [],
+        [],
+        [],
+    ]
+    data = {"ttl": 3600.0, "time_basis": "feedback", "entries": [row]}
+    store = JoinStore.load(data, {}, Sequence())
+    assert isinstance(store._entries["p"], bytes)
+    assert store.dump_entry("p") == row
+    again = store.add(_event(EventKind.RESPONSE, "p", A, 10.5, "s", classes=("t:1",)))
+    assert again.status is EventStatus.DUPLICATE
+    joined = store.add(_event(EventKind.FEEDBACK, "p", ANY, 20.0, "f", classes=("t:0",)))
+    assert [(o.predicted, o.truth, o.correct) for o in joined.applied] == [("t:1", "t:0", False)]
+    assert store.expire(3620.6) == {
+        EventKind.REQUEST: 0,
+        EventKind.RESPONSE: 0,
+        EventKind.FEEDBACK: 0,
+    }
+    assert store.pending == 0
