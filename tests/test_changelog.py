@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from feedback_stream.caps import Caps
 from feedback_stream.changelog import Change, ChangelogError, ChangeTracker, Restorer
+from feedback_stream.decode import DecodeError
 from feedback_stream.engine import ALL_PARTITIONS, Engine
+from feedback_stream.events import ModelKey, SourcePosition
 from feedback_stream.generator import GeneratorConfig, generate_records
 from feedback_stream.replay import replay
 from tests._fidelity_streams import _feedback, _kserve, extras, with_extras
@@ -283,3 +285,48 @@ def test_no_record_grows_with_the_comparison_state() -> None:
     for compact in (True, False):
         restored = _restore(topic, windows, "feedback", compact)
         assert restored.report(engine.clock) == engine.report(engine.clock)
+
+
+def test_counters_outside_the_report_continue_from_a_restore() -> None:
+    """Evictions at the pending cap, folded classes, invalid records by type, dead letters
+    and the label-delay histogram are state: a restore brings them back (and a revoke
+    takes the caps' share away again)."""
+    config = GeneratorConfig(seed=4, n_requests=400, feedback_share=0.7, invalid_share=0.05)
+    lines = [orjson.dumps(r) for r in generate_records(config)]
+
+    def engine() -> Engine:
+        return Engine(WINDOWS, ttl=60.0, caps=Caps(max_pending=50, max_classes=1))
+
+    original = engine()
+    tracker = ChangeTracker(NAME, original.state(ALL_PARTITIONS))
+    topic = _Topic()
+    replay(lines, original)
+    state = original.states[ALL_PARTITIONS]
+    dead = next(iter(state.events.invalid))
+    original.dead_lettered(DecodeError("bad", dead, SourcePosition("t", 0, 1)))
+    original.model_error(ModelKey("seldon", "iris", "", "clf"), SourcePosition("t", 0, 2))
+    topic.write(tracker.changes())
+    caps = original.caps
+    assert sum(caps.evicted.values()) > 0
+    assert caps.folded_classes > 0
+    assert sum(state.events.invalid_types.values()) > 0
+    restored = _restore_into(topic, engine())
+    again = restored.states[ALL_PARTITIONS]
+    assert restored.caps.evicted == caps.evicted
+    assert restored.caps.folded_classes == caps.folded_classes
+    assert again.events.to_dict() == state.events.to_dict()
+    for key, counters in state.model_counters.items():
+        assert sum(counters.labelled_delay_buckets) == counters.labelled
+        assert again.model_counters[key].to_dict() == counters.to_dict()
+    restored.revoke(ALL_PARTITIONS)
+    assert sum(restored.caps.evicted.values()) == 0
+    assert restored.caps.folded_classes == 0
+
+
+def _restore_into(topic: _Topic, engine: Engine) -> Engine:
+    restorer = Restorer(NAME)
+    for key, value in topic.compacted().items():
+        restorer.add(key, value)
+    state, retained = restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
+    engine.install(ALL_PARTITIONS, state)
+    return engine

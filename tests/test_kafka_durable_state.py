@@ -196,13 +196,22 @@ async def _consumed(
                             "timestamp": r.timestamp,
                             "key": r.key.decode() if r.key is not None else None,
                             "headers": {k: v.decode() for k, v in r.headers},
-                            "value": orjson.loads(r.value),
+                            "value": _value(r.value),
                         }
                     )
                     lines.append((r.offset >= first.get(r.partition, 0), line))
     finally:
         await consumer.stop()
     return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
+
+
+def _value(raw: bytes) -> Any:
+    """A record value as a replay line holds it: JSON, or the raw text (invalid records)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode()
+    return raw.decode() if isinstance(value, str) else value
 
 
 def _replay(lines: list[bytes], path: Path) -> Any:
@@ -231,8 +240,13 @@ def _same(a: Any, b: Any, where: str = "") -> None:
         assert a == b, f"{where}: {a} != {b}"
 
 
-def _assert_counters_match(samples: dict[Any, float], report: Any) -> None:
-    """Every outcome and event counter, summed as a user would, against replay's counters."""
+def _assert_counters_match(samples: dict[Any, float], report: Any, dlq: bool = True) -> None:
+    """Every outcome and event counter, summed as a user would, against replay's counters.
+
+    Also those that only a restore carries over: the label-delay histogram (one
+    observation per labelled response), invalid events by type and by reason, and
+    (with ``dlq``) the dead-letter counter: one per invalid record.
+    """
     for model in report["models"]:
         labels = {k: model[k] for k in ("namespace", "deployment", "predictor", "model")}
         counters = model["counters"]
@@ -242,6 +256,7 @@ def _assert_counters_match(samples: dict[Any, float], report: Any) -> None:
             ("feedback_stream_responses_total", counters["responses"]),
             ("feedback_stream_labelled_responses_total", counters["labelled_responses"]),
             ("feedback_stream_feedback_conflicts_total", counters["conflicts"]),
+            ("feedback_stream_label_delay_seconds_count", counters["labelled_responses"]),
         ):
             assert sample_sum(samples, name, **labels) == want, (labels, name)
         windows = model["windows"]["total"]
@@ -262,6 +277,14 @@ def _assert_counters_match(samples: dict[Any, float], report: Any) -> None:
         sample_sum(samples, "feedback_stream_events_total", status="duplicate")
         == events["duplicate"]
     )
+    assert events["invalid"] > 0, "the stream has invalid records"
+    assert (
+        sample_sum(samples, "feedback_stream_events_total", status="invalid") == events["invalid"]
+    )
+    for reason, count in events["invalid_reasons"].items():
+        assert sample_sum(samples, "feedback_stream_invalid_events_total", reason=reason) == count
+    if dlq:
+        assert sample_sum(samples, "feedback_stream_dlq_records_total") == events["invalid"]
 
 
 async def _wait_ready(processor: _Processor, within_s: float) -> None:
@@ -289,6 +312,7 @@ async def test_sigkill_at_random_moments_then_every_number_equals_replay(
         feedback_delay_mean_s=2.0,
         amendment_share=0.1,
         duplicate_share=0.05,
+        invalid_share=0.02,
         topic=topic,
     )
     tail = _records(32, COUNT, start + 200_000, partitions, feedback_share=1.0, topic=topic)
@@ -296,7 +320,7 @@ async def test_sigkill_at_random_moments_then_every_number_equals_replay(
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
     await produce(kafka_bootstrap, topic, bulk)
     rng = random.Random(11)
-    args = _args(kafka_bootstrap, topic, group)
+    args = _args(kafka_bootstrap, topic, group, "--dlq-topic", f"{topic}-dlq")
     log = tmp_path / "processor.log"
     for _ in range(4):
         processor = _Processor(args, log)
@@ -349,12 +373,23 @@ async def test_a_group_going_1_3_1_with_one_member_killed_equals_replay(
         feedback_share=0.8,
         feedback_delay_mean_s=2.0,
         amendment_share=0.1,
+        invalid_share=0.02,
         topic=topic,
     )
     tail = _records(42, COUNT, start + 200_000, partitions, feedback_share=1.0, topic=topic)
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
     await produce(kafka_bootstrap, topic, bulk)
-    args = _args(kafka_bootstrap, topic, group, "--route", "partition", "--kafka-max-batch", "50")
+    args = _args(
+        kafka_bootstrap,
+        topic,
+        group,
+        "--route",
+        "partition",
+        "--kafka-max-batch",
+        "50",
+        "--dlq-topic",
+        f"{topic}-dlq",
+    )
     log = tmp_path / "group.log"
     first = _Processor(args, log)
     try:
@@ -394,7 +429,9 @@ async def test_a_commit_refused_for_good_stops_the_process_and_its_restart_is_ex
 ) -> None:
     topic, group = unique("refused"), unique("refused")
     start = int(time.time() * 1000) + AHEAD_MS
-    first = _records(51, 600, start, 1, feedback_share=0.8, amendment_share=0.1, topic=topic)
+    first = _records(
+        51, 600, start, 1, feedback_share=0.8, amendment_share=0.1, invalid_share=0.02, topic=topic
+    )
     second = _records(52, 400, start + 60_000, 1, feedback_share=0.8, topic=topic)
     await create_topic(kafka_bootstrap, topic, partitions=1)
     await produce(kafka_bootstrap, topic, first)
@@ -429,4 +466,4 @@ async def test_a_commit_refused_for_good_stops_the_process_and_its_restart_is_ex
         again.terminate()
     report = _replay(await _consumed(kafka_bootstrap, topic, 1, {}), tmp_path / "in.jsonl")
     _same(document, report)
-    _assert_counters_match(samples, report)
+    _assert_counters_match(samples, report, dlq=False)

@@ -252,13 +252,38 @@ class Engine:
         state.join.kinds = self.kinds
         state.pairing.rules = self.pair_rules
         self._attach(state)
+        replaced = self.states.get(key)
+        if replaced is not None and replaced is not state:
+            self._count_caps(replaced, -1)
+        self._count_caps(state, 1)
         self.states[key] = state
         if state.clock > self.clock:
             self.clock = state.clock
 
     def revoke(self, key: StateKey) -> PartitionState | None:
         """Forget the state of a partition this processor no longer owns."""
-        return self.states.pop(key, None)
+        state = self.states.pop(key, None)
+        if state is not None:
+            self._count_caps(state, -1)
+        return state
+
+    def _count_caps(self, state: PartitionState, sign: int) -> None:
+        """Add (or take away) a state's evictions and folded classes to the caps' counts.
+
+        The caps' counters are the counts of the states held, as the
+        Prometheus counters are: they continue from a restored state's values.
+        """
+        for kind, parts in state.events.evicted.items():
+            self.caps.evicted[kind] += sign * parts
+        self.caps.folded_classes += sign * state.events.folded_classes
+
+    def model_error(self, key: ModelKey, position: SourcePosition) -> None:
+        """Count a failed inference (Seldon Core 2's errors topic) in its partition's state."""
+        self.state(self.state_key(position)).events.model_errors[key] += 1
+
+    def dead_lettered(self, error: DecodeError) -> None:
+        """Count a record sent to the dead-letter topic in the state of its partition."""
+        self.state(self.state_key(error.position)).events.dead_lettered[error.code] += 1
 
     # ------------------------------------------------------------ reading
 

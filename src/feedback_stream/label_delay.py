@@ -24,7 +24,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-__all__ = ["PERCENTILES", "DelayHistogram", "percentiles"]
+__all__ = ["LABEL_DELAY_BUCKETS", "PERCENTILES", "DelayHistogram", "percentiles"]
+
+LABEL_DELAY_BUCKETS: Final = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 604800.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the ``feedback_stream_label_delay_seconds`` histogram's buckets."""
 
 PERCENTILES: Final = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 _PER_DOUBLING: Final = 16

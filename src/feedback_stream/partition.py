@@ -9,17 +9,18 @@ routes events to states and merges them for reading.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from feedback_stream.caps import Caps
-from feedback_stream.decode import DecodeError
+from feedback_stream.decode import EVENT_TYPES, DecodeError
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import DEFAULT_TTL_S, EventStatus, JoinResult, JoinStore
 from feedback_stream.join import Sequence as OutcomeSequence
-from feedback_stream.label_delay import DelayHistogram
+from feedback_stream.label_delay import LABEL_DELAY_BUCKETS, DelayHistogram
 from feedback_stream.metrics import Counts
 from feedback_stream.model_kinds import ModelKinds
 from feedback_stream.outcomes import Outcome, OutcomeResult, TimeBasis, to_tick
@@ -91,6 +92,16 @@ class EventCounters:
     """Invalid records and invalid (response, feedback) pairs, per error code."""
     expired: Counter[str] = field(default_factory=Counter)
     """Parts that never joined and outlived the TTL, per type."""
+    invalid_types: Counter[str] = field(default_factory=Counter)
+    """Invalid records per event type (``unknown`` when it cannot be told)."""
+    evicted: Counter[str] = field(default_factory=Counter)
+    """Unjoined parts of puids evicted at the pending cap, per type (also in ``Caps``)."""
+    folded_classes: int = 0
+    """Class values folded into ``__other__`` (also in ``Caps``)."""
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    """Records sent to the dead-letter topic, per reason."""
+    model_errors: Counter[ModelKey] = field(default_factory=Counter)
+    """Failed inferences read from Seldon Core 2's errors topics, per model."""
 
     def merge(self, other: EventCounters) -> None:
         self.accepted.update(other.accepted)
@@ -98,6 +109,11 @@ class EventCounters:
         self.amended += other.amended
         self.invalid.update(other.invalid)
         self.expired.update(other.expired)
+        self.invalid_types.update(other.invalid_types)
+        self.evicted.update(other.evicted)
+        self.folded_classes += other.folded_classes
+        self.dead_lettered.update(other.dead_lettered)
+        self.model_errors.update(other.model_errors)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +122,14 @@ class EventCounters:
             "amended": self.amended,
             "invalid": dict(self.invalid),
             "expired": dict(self.expired),
+            "invalid_types": dict(self.invalid_types),
+            "evicted": dict(self.evicted),
+            "folded_classes": self.folded_classes,
+            "dead_lettered": dict(self.dead_lettered),
+            "model_errors": [
+                [k.namespace, k.deployment, k.predictor, k.model, n]
+                for k, n in self.model_errors.items()
+            ],
         }
 
     @classmethod
@@ -116,7 +140,18 @@ class EventCounters:
             data["amended"],
             Counter(data["invalid"]),
             Counter(data["expired"]),
+            Counter(data.get("invalid_types", {})),
+            Counter(data.get("evicted", {})),
+            data.get("folded_classes", 0),
+            Counter(data.get("dead_lettered", {})),
+            Counter({ModelKey(*row[:4]): row[4] for row in data.get("model_errors", [])}),
         )
+
+
+def _invalid_type(error: DecodeError) -> str:
+    """The event type an invalid record claims to be, or ``unknown``."""
+    kind = EVENT_TYPES.get(error.event_type or "")
+    return kind.value if kind is not None else "unknown"
 
 
 @dataclass(slots=True)
@@ -153,8 +188,29 @@ class ModelCounters:
     reward_retracted_sum: float = 0.0
     needs_kind: int = 0
     """Responses refused because their kind must be declared (``needs_kind``)."""
+    labelled_delay_buckets: list[int] = field(default_factory=list)
+    """Label delays at each response's first feedback, counted per bucket of
+    :data:`~feedback_stream.label_delay.LABEL_DELAY_BUCKETS` (then +Inf): the
+    ``feedback_stream_label_delay_seconds`` histogram, carried across restarts."""
+    labelled_delay_sum: float = 0.0
+    """Their sum, seconds (negative delays count as 0, as the histogram's)."""
+
+    def observe_labelled(self, delay: float) -> None:
+        """One response's first feedback came ``delay`` seconds after it."""
+        delay = max(0.0, delay)
+        buckets = self.labelled_delay_buckets
+        if not buckets:
+            buckets.extend([0] * (len(LABEL_DELAY_BUCKETS) + 1))
+        buckets[bisect_left(LABEL_DELAY_BUCKETS, delay)] += 1
+        self.labelled_delay_sum += delay
 
     def merge(self, other: ModelCounters) -> None:
+        if other.labelled_delay_buckets:
+            if not self.labelled_delay_buckets:
+                self.labelled_delay_buckets.extend([0] * len(other.labelled_delay_buckets))
+            for i, n in enumerate(other.labelled_delay_buckets):
+                self.labelled_delay_buckets[i] += n
+        self.labelled_delay_sum += other.labelled_delay_sum
         self.responses += other.responses
         self.needs_kind += other.needs_kind
         self.labelled += other.labelled
@@ -193,6 +249,8 @@ class ModelCounters:
             "reward_retracted_count": self.reward_retracted_count,
             "reward_retracted_sum": self.reward_retracted_sum,
             "needs_kind": self.needs_kind,
+            "labelled_delay_buckets": self.labelled_delay_buckets,
+            "labelled_delay_sum": self.labelled_delay_sum,
         }
 
     @classmethod
@@ -214,6 +272,8 @@ class ModelCounters:
             reward_retracted_count=data["reward_retracted_count"],
             reward_retracted_sum=data["reward_retracted_sum"],
             needs_kind=data.get("needs_kind", 0),
+            labelled_delay_buckets=list(data.get("labelled_delay_buckets", [])),
+            labelled_delay_sum=data.get("labelled_delay_sum", 0.0),
         )
 
 
@@ -279,6 +339,7 @@ class PartitionState:
         """Count an error, or join an event and move the windows it changes."""
         if isinstance(item, DecodeError):
             self.events.invalid[item.code] += 1
+            self.events.invalid_types[_invalid_type(item)] += 1
             return None
         if item.time > self.clock:
             self.clock = item.time
@@ -305,8 +366,10 @@ class PartitionState:
                     self.observer.model_changed(item.key)
         if result.retracted or result.applied:
             self._move(result)
-        for key, _ in result.labelled:
-            self._counters(key).labelled += 1
+        for key, delay in result.labelled:
+            counters = self._counters(key)
+            counters.labelled += 1
+            counters.observe_labelled(delay)
             if self.observer is not None:
                 self.observer.model_changed(key)
         for result_listener in self.result_listeners:
@@ -329,7 +392,9 @@ class PartitionState:
                 self._pair_counts(counters, outcome, -1)
         for outcome in result.applied:
             key = caps.model(outcome.key)
+            folded = caps.folded_classes
             caps.fold_classes(key, outcome)
+            self.events.folded_classes += caps.folded_classes - folded
             windows = self._windows(key)
             windows.advance(clock_tick)
             windows.apply(outcome)
@@ -359,6 +424,7 @@ class PartitionState:
         for kind, parts in evicted.items():
             if parts:
                 self.caps.evicted[kind.value] += parts
+                self.events.evicted[kind.value] += parts
         return evicted
 
     @staticmethod

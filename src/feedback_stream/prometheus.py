@@ -40,6 +40,7 @@ from feedback_stream.engine import Engine
 from feedback_stream.estimate_metrics import unlabelled_families
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult
+from feedback_stream.label_delay import LABEL_DELAY_BUCKETS
 from feedback_stream.outcomes import Outcome
 from feedback_stream.partition import PartitionState
 from feedback_stream.prometheus_scores import ScoreGauges
@@ -58,9 +59,6 @@ _log = logging.getLogger(__name__)
 MODEL_LABELS: Final = ("namespace", "deployment", "predictor", "model")
 OVERFLOW_MODEL: Final = "__overflow__"
 OTHER_CLASS: Final = "__other__"
-LABEL_DELAY_BUCKETS: Final = (
-    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 604800.0,
-)  # fmt: skip
 
 
 class LabelGuard:
@@ -301,8 +299,8 @@ class ServiceMetrics:
         A process's counters are the counts of the states it holds, so they
         continue from a restored state's values after a crash, and the sum
         over the replicas of a group is the group's count after a rebalance.
-        Not carried: the label-delay histogram, ``events{status="invalid"}``
-        and the dead-letter counter, which no state holds by type.
+        The caps' counters (evictions, folded classes) continue through the
+        engine (:meth:`Engine.install`), which the caps collector reads.
         """
 
         def add(child: Any, amount: float) -> None:
@@ -338,6 +336,13 @@ class ServiceMetrics:
             add(series.responses, counters.responses)
             add(series.labelled, counters.labelled)
             add(series.conflicts, counters.conflicts)
+            # The histogram's buckets (not cumulative) and sum are plain values.
+            histogram = series.label_delay
+            for bucket, n in zip(histogram._buckets, counters.labelled_delay_buckets, strict=False):
+                if n:
+                    bucket.inc(sign * n)
+            if counters.labelled_delay_sum:
+                histogram._sum.inc(sign * counters.labelled_delay_sum)
         events = state.events
         for kind, n in events.accepted.items():
             amended = events.amended if kind == EventKind.FEEDBACK.value else 0
@@ -347,6 +352,10 @@ class ServiceMetrics:
             add(self._event(kind, EventStatus.DUPLICATE.value), n)
         for code, n in events.invalid.items():
             add(self.invalid.labels(code), n)
+        for kind, n in events.invalid_types.items():
+            add(self._event(kind, EventStatus.INVALID.value), n)
+        for reason, n in events.dead_lettered.items():
+            add(self.dlq.labels(reason), n)
         for kind, n in events.expired.items():
             add(self.expired.labels(kind), n)
 

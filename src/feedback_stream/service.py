@@ -149,6 +149,7 @@ class Service:
             self.metrics,
         )
         self.core2: Core2Decoder | None = None
+        self.model_errors: ModelErrorMetrics | None = None
         if settings.source == "seldon-core-2":
             self.core2 = Core2Decoder(
                 prefix=settings.seldon_topic_prefix,
@@ -430,6 +431,7 @@ class Service:
 
     def _dead_lettered(self, error: DecodeError) -> None:
         self._invalid(error)
+        self.engine.dead_lettered(error)
         self.metrics.on_dead_letter(error.code)
 
     def _invalid(self, error: DecodeError) -> None:
@@ -520,13 +522,16 @@ class Service:
                     position,
                 )
                 if isinstance(decoded, ModelError):
-                    self.model_errors.on_model_error(decoded)
+                    if self.model_errors is not None:
+                        self.model_errors.on_model_error(decoded)
+                    self.engine.model_error(decoded.key, decoded.position)
                     continue
                 item = decoded
             if isinstance(item, DecodeError):
                 self._invalid(item)
                 if self.dlq is not None:
                     await self.dlq.send_record(record, item)
+                    self.engine.dead_lettered(item)
                     self.metrics.on_dead_letter(item.code)
             elif self._orphan(item):
                 await self._resolve_then_process(item, record.value)
@@ -599,6 +604,8 @@ class Service:
         for key in keys:
             state = self.engine.states[key]
             self.metrics.adopt(state)
+            if self.model_errors is not None:
+                self.model_errors.adopt(state)
             self._observe(state.clock)
 
     async def _release(self, key: StateKey) -> None:
@@ -606,6 +613,8 @@ class Service:
         state = self.engine.states.get(key)
         if state is not None and key in self.state_store.restored:
             self.metrics.adopt(state, -1)
+            if self.model_errors is not None:
+                self.model_errors.adopt(state, -1)
         await self.state_store.release(key)
 
     def _fail(self, exc: BaseException) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter
 
 from feedback_stream.core2.records import ModelError
+from feedback_stream.partition import PartitionState
 from feedback_stream.prometheus import MODEL_LABELS, LabelGuard
 
 __all__ = ["ModelErrorMetrics"]
@@ -28,3 +31,10 @@ class ModelErrorMetrics:
 
     def on_model_error(self, error: ModelError) -> None:
         self.errors.labels(*self._guard.model_labels(error.key)).inc()
+
+    def adopt(self, state: PartitionState, sign: int = 1) -> None:
+        """Add (restored) or take away (released) a state's counts, as ServiceMetrics does."""
+        for key, n in state.events.model_errors.items():
+            if n:
+                child: Any = self.errors.labels(*self._guard.model_labels(key))
+                child._value.inc(sign * n)
