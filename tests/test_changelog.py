@@ -327,6 +327,6 @@ def _restore_into(topic: _Topic, engine: Engine) -> Engine:
     restorer = Restorer(NAME)
     for key, value in topic.compacted().items():
         restorer.add(key, value)
-    state, retained = restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
+    state, _ = restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
     engine.install(ALL_PARTITIONS, state)
     return engine
