@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.prototypes import build as build_module
 from bench.prototypes.build import (
     BUILD,
     REPO,
@@ -33,6 +34,7 @@ from bench.prototypes.build import (
     Variant,
     build,
     built,
+    current,
     environment,
     package_path,
 )
@@ -84,17 +86,8 @@ def _measure(variant: Variant, requests: int, repeats: int) -> dict[str, Any]:
     if out.returncode != 0:
         return {"variant": variant.name, "error": out.stderr.strip().splitlines()[-1:]}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    result["sources_current"] = _sources_current(variant)
+    result["sources_current"] = current(variant)
     return result
-
-
-def _sources_current(variant: Variant) -> bool:
-    """Whether the variant's compiled modules were built from today's sources in src/."""
-    package = package_path(variant) / "feedback_stream"
-    src = REPO / "src" / "feedback_stream"
-    return all(
-        (package / name).read_bytes() == (src / name).read_bytes() for name in variant.modules
-    )
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -151,7 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="variant names (pure is kept)")
     parser.add_argument("--no-build", action="store_true", help="measure what is built")
     parser.add_argument("--rebuild", action="store_true", help="rebuild every artefact")
+    parser.add_argument(
+        "--mypyc-build",
+        type=Path,
+        default=None,
+        help="measure the feedback_stream compiled by mypyc in this directory",
+    )
     args = parser.parse_args(argv)
+    if args.mypyc_build is not None:
+        build_module.MYPYC_BUILD = args.mypyc_build.resolve()
     variants = [v for v in VARIANTS if args.only is None or v.name in args.only or v.tool == "pure"]
     build_s: dict[str, float] = {}
     if not args.no_build:
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(_measure(variant, args.requests, args.repeats))
     summary = _summary(runs)
     document = {
+        "mypyc_build": str(args.mypyc_build) if args.mypyc_build else None,
         "commit": _tool_version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
         "machine": _machine(),
         "loadavg_before": before,

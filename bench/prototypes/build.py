@@ -23,11 +23,13 @@ from pathlib import Path
 __all__ = [
     "BUILD",
     "CRATE",
+    "MYPYC_BUILD",
     "REPO",
     "VARIANTS",
     "Variant",
     "build",
     "built",
+    "current",
     "environment",
     "package_path",
     "shipped_mypyc",
@@ -51,6 +53,10 @@ _CORE = (
     "paired.py",
     "caps.py",
     "payload.py",
+    "label_delay.py",
+    "model_kinds.py",
+    "scores.py",
+    "packed.py",
 )
 
 
@@ -83,6 +89,11 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
+MYPYC_BUILD: Path | None = None
+"""A directory holding a ``feedback_stream`` already compiled by mypyc, to measure instead
+of building one (``--mypyc-build``): a build of a branch not yet in this checkout."""
+
+
 def shipped_mypyc() -> bool:
     """Whether the package itself compiles its core with mypyc (``make install`` builds it)."""
     return (SRC / "_compiled.py").exists()
@@ -90,6 +101,8 @@ def shipped_mypyc() -> bool:
 
 def package_path(variant: Variant) -> Path:
     """The directory that holds the ``feedback_stream`` the variant runs."""
+    if variant.tool == "mypyc" and MYPYC_BUILD is not None:
+        return MYPYC_BUILD
     if variant.tool == "cython" or (variant.tool == "mypyc" and not shipped_mypyc()):
         return variant.path
     return SRC.parent
@@ -97,7 +110,7 @@ def package_path(variant: Variant) -> Path:
 
 def environment(variant: Variant) -> dict[str, str]:
     """Variables the measuring process needs: the interpreted core unless mypyc is measured."""
-    if variant.tool == "mypyc" and shipped_mypyc():
+    if variant.tool == "mypyc" and (shipped_mypyc() or MYPYC_BUILD is not None):
         return {}
     return {"FEEDBACK_STREAM_PURE": "1"}
 
@@ -115,12 +128,17 @@ def _ensure(module: str, package: str) -> None:
 
 
 def _copy(variant: Variant) -> Path:
-    """A fresh copy of the package under the variant's build directory."""
-    if variant.path.exists():
-        shutil.rmtree(variant.path)
+    """The package copied under the variant's build directory.
+
+    Over an earlier copy, sources keep their modification times (``copy2``),
+    so that ``cythonize`` recompiles only the modules that changed.
+    """
     target = variant.path / "feedback_stream"
     shutil.copytree(
-        SRC, target, ignore=shutil.ignore_patterns("__pycache__", "*.so", "_compiled_sources.json")
+        SRC,
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c", "_compiled_sources.json"),
+        dirs_exist_ok=True,
     )
     guard = target / "_compiled.py"
     if guard.exists():
@@ -143,8 +161,6 @@ def _cython(variant: Variant) -> None:
     # Pure-Python mode: the .py files as they are; annotations only as Python types.
     cythonize = Path(sys.executable).with_name("cythonize")
     _run([str(cythonize), "-i", "-3", "-j", "1", *files], package.parent)
-    for name in variant.modules:
-        (package / name).with_suffix(".c").unlink(missing_ok=True)
 
 
 def _mypyc(variant: Variant) -> None:
@@ -176,10 +192,22 @@ def built(variant: Variant) -> bool:
     """Whether the variant's artefacts exist (the pure and batch ones need none)."""
     if variant.rust and not any((BUILD / "rust").glob("feedback_stream_rust_decode*")):
         return False
+    if variant.tool == "mypyc" and (shipped_mypyc() or MYPYC_BUILD is not None):
+        # the package's own list of compiled modules
+        return any((package_path(variant) / "feedback_stream").glob("join.*.so"))
     if variant.tool in ("cython", "mypyc"):
         package = package_path(variant) / "feedback_stream"
         return all(any(package.glob(Path(m).stem + ".*.so")) for m in variant.modules)
     return True
+
+
+def current(variant: Variant) -> bool:
+    """Whether the variant's compiled modules were built from the sources in src/."""
+    package = package_path(variant) / "feedback_stream"
+    return all(
+        (package / name).exists() and (package / name).read_bytes() == (SRC / name).read_bytes()
+        for name in variant.modules
+    )
 
 
 def build(variants: list[Variant], *, force: bool = False) -> dict[str, float]:
@@ -192,11 +220,15 @@ def build(variants: list[Variant], *, force: bool = False) -> dict[str, float]:
     for variant in variants:
         if variant.tool not in ("cython", "mypyc") or variant.base is not None:
             continue
-        if variant.tool == "mypyc" and shipped_mypyc():
+        if variant.tool == "mypyc" and (shipped_mypyc() or MYPYC_BUILD is not None):
             continue  # the package's own build (make install), measured as shipped
-        if built(variant) and not force:
+        if built(variant) and current(variant) and not force:
             continue
         start = time.perf_counter()
-        (_cython if variant.tool == "cython" else _mypyc)(variant)
+        try:
+            (_cython if variant.tool == "cython" else _mypyc)(variant)
+        except subprocess.CalledProcessError as exc:  # reported as not built, the rest goes on
+            print(f"{variant.name}: the build failed ({exc})", file=sys.stderr, flush=True)
+            continue
         seconds[variant.name] = time.perf_counter() - start
     return seconds

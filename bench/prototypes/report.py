@@ -44,6 +44,14 @@ def table(document: dict[str, Any]) -> str:
             f"({row.get('decode_vs_pure_cpu', nan):.2f}×) | "
             f"{'yes' if row['same_report'] else 'NO'} |"
         )
+    other = [name for name, row in summary.items() if row.get("sources_current") is False]
+    if other:
+        lines += [
+            "",
+            f"Compiled from sources other than this commit's: {', '.join(other)} "
+            "(the compiled core as built before it was merged); the report it computed "
+            "is the same.",
+        ]
     return "\n".join(lines)
 
 
