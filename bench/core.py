@@ -26,6 +26,7 @@ from bench._timing import median, pinned
 from bench.result import Context, Figure
 from bench.scored import KINDS, kinds, scored_stream
 from bench.stream import WireRecord, bench_config, wire_stream
+from feedback_stream import CORE_BUILD
 from feedback_stream.engine import Engine
 from feedback_stream.events import SourcePosition
 from feedback_stream.model_kinds import ModelKinds
@@ -134,6 +135,7 @@ def run(ctx: Context) -> list[Figure]:
             target=f">= {TARGET_EVENTS_S:,.0f} events/s",
             met=ours_rate >= TARGET_EVENTS_S,
             detail={
+                "core": CORE_BUILD.reason,
                 "events": n,
                 "requests": n_requests,
                 "repeats": repeats,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from feedback_stream import CORE_BUILD
 from feedback_stream.es import ElasticsearchSettings, SearchClient, connect, create_client
 from tests import _services
 
@@ -114,8 +115,16 @@ async def search(search_server: SearchServer) -> AsyncIterator[SearchClient]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say which real services the run used, so a log shows what was proven."""
+    """Say which real services the run used, so a log shows what was proven, and how
+    the core ran (a stale compiled build is never used: the pure modules ran)."""
+    if CORE_BUILD.stale:
+        terminalreporter.write_sep("!", f"feedback_stream core: {CORE_BUILD.reason}", red=True)
     if _RAN_AGAINST:
         terminalreporter.section("services")
         for name, where in sorted(_RAN_AGAINST.items()):
             terminalreporter.write_line(f"{name} {where}")
+
+
+def pytest_report_header() -> list[str]:
+    """How the core runs in this run: compiled (mypyc), or the pure-Python modules and why."""
+    return [f"feedback_stream core: {CORE_BUILD.reason}"]

@@ -3,6 +3,7 @@
 Classification, binary scores at a threshold, probability quality and regression.
 """
 
+from feedback_stream._compiled import STATUS as CORE_BUILD
 from feedback_stream.decode import DecodeError, decode_attributes, decode_http, decode_kafka_record
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
@@ -16,6 +17,7 @@ from feedback_stream.windows import WindowSpec
 
 __all__ = [
     "ALL_PARTITIONS",
+    "CORE_BUILD",
     "Counts",
     "DecodeError",
     "Engine",

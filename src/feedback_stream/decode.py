@@ -32,8 +32,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from feedback_stream.cloudevent_envelope import StructuredEvent
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition, new_event
 from feedback_stream.outcomes import UNCLASSIFIED
 from feedback_stream.payload import (
@@ -106,21 +107,6 @@ class _Invalid(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-class _StructuredEvent(BaseModel):
-    """The envelope of a structured-mode CloudEvent (JSON event format, v1.0)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    specversion: str
-    type: str
-    id: str | None = None
-    source: str | None = None
-    time: str | None = None
-    datacontenttype: str | None = None
-    data: Any = None
-    data_base64: str | None = None
 
 
 # ---------------------------------------------------------------- entry points
@@ -401,8 +387,9 @@ def _envelope(envelope: dict[str, Any]) -> tuple[dict[str, str], Any, str | None
     """The attributes, data and ``data_base64`` of a structured CloudEvent.
 
     A well-formed envelope (text where the spec wants text) is read by hand;
-    pydantic (``_StructuredEvent``) only runs to word the error of one that
-    is not, so the common case skips building a model per record.
+    pydantic (:class:`~feedback_stream.cloudevent_envelope.StructuredEvent`)
+    only runs to word the error of one that is not, so the common case skips
+    building a model per record.
     """
     specversion = envelope.get("specversion")
     ce_type = envelope.get("type")
@@ -434,7 +421,7 @@ def _envelope(envelope: dict[str, Any]) -> tuple[dict[str, str], Any, str | None
 
 def _validated_envelope(envelope: dict[str, Any]) -> tuple[dict[str, str], Any, str | None]:
     try:
-        event = _StructuredEvent.model_validate(envelope)
+        event = StructuredEvent.model_validate(envelope)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "envelope"

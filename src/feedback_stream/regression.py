@@ -94,6 +94,11 @@ class RegressionMetrics:
         }
 
 
+_SUMS_FIELDS: Final = ("abs_error", "ape", "count", "error", "error_sq", "truth", "truth_sq",
+                      "zero_truths")  # fmt: skip
+"""The attributes of :class:`RegressionSums`, in dump order (its ``__slots__``)."""
+
+
 class RegressionSums:
     """The window aggregate of :class:`RegressionTerm`: exact integer sums.
 
@@ -143,7 +148,7 @@ class RegressionSums:
             self.ape -= term.ape
 
     def merge(self, other: RegressionSums) -> None:
-        for name in self.__slots__:
+        for name in _SUMS_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def copy(self) -> RegressionSums:
@@ -154,7 +159,7 @@ class RegressionSums:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RegressionSums):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+        return all(getattr(self, n) == getattr(other, n) for n in _SUMS_FIELDS)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -185,11 +190,11 @@ class RegressionSums:
         )
 
     def to_list(self) -> list[Any]:
-        return [str(getattr(self, name)) for name in self.__slots__]
+        return [str(getattr(self, name)) for name in _SUMS_FIELDS]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> RegressionSums:
         sums = cls()
-        for name, value in zip(cls.__slots__, data, strict=True):
+        for name, value in zip(_SUMS_FIELDS, data, strict=True):
             setattr(sums, name, int(value))
         return sums
