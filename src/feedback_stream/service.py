@@ -502,6 +502,7 @@ class Service:
             self.metrics.on_invalid(error)
             if dlq is not None:
                 await dlq.send_record(record, error)
+                self.engine.dead_lettered(error)  # state: carried across a restart
                 self.metrics.on_dead_letter(error.code)
         if dlq is not None:
             await dlq.flush()
