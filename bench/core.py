@@ -6,16 +6,24 @@ source asks of the engine per record: :meth:`Engine.process_record`, plus the
 expiry tick every 1000 records. The baseline is ``orjson.loads`` of every
 record value: the least work any consumer of these records does, so the
 ratio says how much of a pure parse our whole pipeline costs.
+
+Both run under the garbage-collector settings the service applies when it
+starts (:func:`feedback_stream._gc.tune_collector`: start-up objects frozen,
+a young collection every 50,000 allocations), restored afterwards. The
+figure's ``core`` detail says whether the core ran compiled (mypyc) or as
+pure Python (:mod:`feedback_stream._compiled`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +35,20 @@ from bench.result import Context, Figure
 from bench.scored import KINDS, kinds, scored_stream
 from bench.stream import WireRecord, bench_config, wire_stream
 from feedback_stream import CORE_BUILD
+from feedback_stream._gc import tune_collector
 from feedback_stream.engine import Engine
 from feedback_stream.events import SourcePosition
 from feedback_stream.model_kinds import ModelKinds
 
-__all__ = ["WINDOWS", "apply_all", "make_engine", "process_all", "run", "save_profile"]
+__all__ = [
+    "WINDOWS",
+    "apply_all",
+    "make_engine",
+    "process_all",
+    "run",
+    "save_profile",
+    "service_gc",
+]
 
 WINDOWS = ("total", "5m", "1000")
 TARGET_EVENTS_S = 200_000.0
@@ -91,6 +108,18 @@ def apply_all(service: Any, records: list[_ConsumerRecord]) -> None:
     asyncio.run(feed())
 
 
+@contextmanager
+def service_gc() -> Iterator[None]:
+    """The service's collector settings for the timed runs, the defaults restored after."""
+    saved = gc.get_threshold()
+    tune_collector()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
+
+
 def _parse_all(records: list[WireRecord]) -> None:
     loads = orjson.loads
     for r in records:
@@ -112,7 +141,7 @@ def run(ctx: Context) -> list[Figure]:
     base: list[float] = []
     service: list[float] = []
     batches = consumer_records(records)
-    with pinned() as cpu:
+    with pinned() as cpu, service_gc():
         for _ in range(repeats):
             base.append(_timed(_parse_all, records))
             ours.append(_timed(process_all, make_engine(), records))
@@ -172,7 +201,7 @@ def _scored_figure(kind: str, n_requests: int, repeats: int) -> Figure:
     n = len(records)
     ours: list[float] = []
     base: list[float] = []
-    with pinned() as cpu:
+    with pinned() as cpu, service_gc():
         for _ in range(repeats):
             base.append(_timed(_parse_all, records))
             ours.append(_timed(process_all, make_engine(kinds()), records))

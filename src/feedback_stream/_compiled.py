@@ -67,6 +67,7 @@ CORE_MODULES: Final = (
     "metrics",
     "model_kinds",
     "outcomes",
+    "packed",
     "paired",
     "partition",
     "payload",

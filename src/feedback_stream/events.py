@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "Event",
@@ -28,37 +28,118 @@ class EventKind(StrEnum):
     FEEDBACK = "feedback"
 
 
-@dataclass(frozen=True, slots=True, order=True)
 class ModelKey:
     """Which model an outcome belongs to: the labels of every metric.
 
-    Ordered so that reports list models in (namespace, deployment,
-    predictor, model) order without a key function.
+    Immutable (``Final`` attributes), hashable, and ordered so that reports
+    list models in (namespace, deployment, predictor, model) order without a
+    key function. A plain class rather than a frozen dataclass: it is hashed
+    several times per record, and compiled (mypyc) its hash is a stored
+    field where a dataclass's ``__hash__`` would run interpreted.
     """
 
-    namespace: str = ""
-    deployment: str = ""
-    predictor: str = ""
-    model: str = ""
+    __slots__ = ("_hash", "deployment", "model", "namespace", "predictor")
+
+    def __init__(
+        self, namespace: str = "", deployment: str = "", predictor: str = "", model: str = ""
+    ) -> None:
+        self.namespace: Final = namespace
+        self.deployment: Final = deployment
+        self.predictor: Final = predictor
+        self.model: Final = model
+        self._hash: Final = hash((namespace, deployment, predictor, model))
+
+    def _fields(self) -> tuple[str, str, str, str]:
+        return (self.namespace, self.deployment, self.predictor, self.model)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, ModelKey):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.model == other.model
+            and self.predictor == other.predictor
+            and self.deployment == other.deployment
+            and self.namespace == other.namespace
+        )
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __lt__(self, other: ModelKey) -> bool:
+        return self._fields() < other._fields()
+
+    def __le__(self, other: ModelKey) -> bool:
+        return self._fields() <= other._fields()
+
+    def __gt__(self, other: ModelKey) -> bool:
+        return self._fields() > other._fields()
+
+    def __ge__(self, other: ModelKey) -> bool:
+        return self._fields() >= other._fields()
+
+    def __reduce__(self) -> tuple[type[ModelKey], tuple[str, str, str, str]]:
+        return (ModelKey, self._fields())  # the hash is per process: recompute it
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelKey(namespace={self.namespace!r}, deployment={self.deployment!r}, "
+            f"predictor={self.predictor!r}, model={self.model!r})"
+        )
 
 
-@dataclass(frozen=True, slots=True)
 class SourcePosition:
     """Where a record was read, for dead letters and for dedupe without an id.
 
     HTTP ingest uses topic ``"http"``, partition 0 and a per-process sequence
-    number, so every source can be named the same way in an error.
+    number, so every source can be named the same way in an error. Immutable
+    (``Final`` attributes); a plain class, built once per record, whose
+    constructor compiles to native code (a dataclass's runs interpreted).
     """
 
-    topic: str
-    partition: int
-    offset: int
+    __slots__ = ("offset", "partition", "topic")
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic: Final = topic
+        self.partition: Final = partition
+        self.offset: Final = offset
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SourcePosition):
+            return NotImplemented
+        return (
+            self.offset == other.offset
+            and self.partition == other.partition
+            and self.topic == other.topic
+        )
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((self.topic, self.partition, self.offset))
+
+    def __reduce__(self) -> tuple[type[SourcePosition], tuple[str, int, int]]:
+        return (SourcePosition, (self.topic, self.partition, self.offset))
+
+    def __repr__(self) -> str:
+        return (
+            f"SourcePosition(topic={self.topic!r}, partition={self.partition!r}, "
+            f"offset={self.offset!r})"
+        )
 
     def __str__(self) -> str:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One decoded request, response or feedback.
 
@@ -109,6 +190,38 @@ class Event:
     alias: str | None = None
     embedded: tuple[str, ...] | None = None
     embedded_names: tuple[str, ...] | None = None
+
+    def __init__(
+        self,
+        kind: EventKind,
+        puid: str,
+        key: ModelKey,
+        time: float,
+        identity: tuple[str, ...],
+        classes: tuple[str, ...] | None = None,
+        reward: float | None = None,
+        position: SourcePosition | None = None,
+        names: tuple[str, ...] | None = None,
+        values: list[Any] | None = None,
+        alias: str | None = None,
+        embedded: tuple[str, ...] | None = None,
+        embedded_names: tuple[str, ...] | None = None,
+    ) -> None:
+        # Written out, not generated: compiled (mypyc), an explicit __init__ is
+        # native code, a dataclass's generated one runs interpreted.
+        self.kind = kind
+        self.puid = puid
+        self.key = key
+        self.time = time
+        self.identity = identity
+        self.classes = classes
+        self.reward = reward
+        self.position = position
+        self.names = names
+        self.values = values
+        self.alias = alias
+        self.embedded = embedded
+        self.embedded_names = embedded_names
 
 
 def new_event(

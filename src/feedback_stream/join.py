@@ -114,6 +114,27 @@ class _Response:
     rank: int = 0
     logged: bool = True
 
+    def __init__(
+        self,
+        key: ModelKey,
+        classes: tuple[str, ...],
+        time: float,
+        labelled: bool = False,
+        names: tuple[str, ...] | None = None,
+        scores: ResponseScores | None = None,
+        rank: int = 0,
+        logged: bool = True,
+    ) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code.
+        self.key = key
+        self.classes = classes
+        self.time = time
+        self.labelled = labelled
+        self.names = names
+        self.scores = scores
+        self.rank = rank
+        self.logged = logged
+
     def same(self, other: _Response) -> bool:
         return (
             self.rank == other.rank
@@ -134,6 +155,27 @@ class _Feedback:
     embedded: tuple[str, ...] | None = None
     embedded_names: tuple[str, ...] | None = None
 
+    def __init__(
+        self,
+        key: ModelKey,
+        truth: tuple[str, ...] | None,
+        reward: float | None,
+        time: float,
+        rank: int,
+        named: bool = False,
+        embedded: tuple[str, ...] | None = None,
+        embedded_names: tuple[str, ...] | None = None,
+    ) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code.
+        self.key = key
+        self.truth = truth
+        self.reward = reward
+        self.time = time
+        self.rank = rank
+        self.named = named
+        self.embedded = embedded
+        self.embedded_names = embedded_names
+
     def matches(self, key: ModelKey) -> bool:
         own = self.key
         return (not own.predictor or own.predictor == key.predictor) and (
@@ -147,6 +189,15 @@ class _Pair:
     response: _Response
     time: float
     outcomes: tuple[Outcome, ...]
+
+    def __init__(
+        self, feedback: _Feedback, response: _Response, time: float, outcomes: tuple[Outcome, ...]
+    ) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code.
+        self.feedback = feedback
+        self.response = response
+        self.time = time
+        self.outcomes = outcomes
 
 
 _T = TypeVar("_T")
@@ -176,6 +227,17 @@ class _Entry:
     pairs: dict[ModelKey, _Pair] | None = None
     marks: set[tuple[ModelKey, int, str]] | None = None
     aliases: list[str] | None = None
+
+    def __init__(self, deadline: float, seen: bytes) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code.
+        self.deadline = deadline
+        self.seen = seen
+        self.requests = None
+        self.responses = None
+        self.feedbacks = None
+        self.pairs = None
+        self.marks = None
+        self.aliases = None
 
 
 def _items(held: _T | list[_T] | None) -> SequenceOf[_T]:
@@ -384,6 +446,17 @@ class JoinResult:
     labelled: list[tuple[ModelKey, float]] = field(default_factory=list)
     conflicts: list[ModelKey] = field(default_factory=list)
     errors: list[DecodeError] = field(default_factory=list)
+
+    def __init__(self, status: EventStatus) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code, a
+        # dataclass's generated one runs interpreted (one result per record).
+        self.status = status
+        self.responses = []
+        self.retracted = []
+        self.applied = []
+        self.labelled = []
+        self.conflicts = []
+        self.errors = []
 
 
 class JoinStore:

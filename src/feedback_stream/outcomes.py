@@ -102,6 +102,46 @@ class Outcome:
     conflict: bool = False
     label_delay: float | None = None
 
+    def __init__(
+        self,
+        key: ModelKey,
+        puid: str,
+        row: int,
+        predicted: str,
+        truth: str | None,
+        correct: bool | None,
+        reward: float | None,
+        time: float,
+        tick: int,
+        response_time: float,
+        feedback_time: float,
+        request_time: float | None,
+        seq: int,
+        retracted: bool = False,
+        term: Term | None = None,
+        conflict: bool = False,
+        label_delay: float | None = None,
+    ) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code, a
+        # dataclass's generated one runs interpreted (one outcome per joined row).
+        self.key = key
+        self.puid = puid
+        self.row = row
+        self.predicted = predicted
+        self.truth = truth
+        self.correct = correct
+        self.reward = reward
+        self.time = time
+        self.tick = tick
+        self.response_time = response_time
+        self.feedback_time = feedback_time
+        self.request_time = request_time
+        self.seq = seq
+        self.retracted = retracted
+        self.term = term
+        self.conflict = conflict
+        self.label_delay = label_delay
+
     @property
     def result(self) -> OutcomeResult:
         if self.correct is None:
