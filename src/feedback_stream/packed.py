@@ -77,17 +77,26 @@ class Interned(Generic[_V]):
         limit: how many values get an id; :data:`NO_ID` bounds it.
     """
 
-    __slots__ = ("_ids", "_limit", "values")
+    __slots__ = ("_ids", "_last", "_last_id", "_limit", "values")
 
     def __init__(self, limit: int = NO_ID) -> None:
         self._limit = min(limit, NO_ID)
         self._ids: dict[_V, int] = {}
         self.values: list[_V] = []
+        self._last: _V | None = None
+        self._last_id = NO_ID
 
     def id(self, value: _V) -> int:
-        """The id of ``value``, given one if the table has room; :data:`NO_ID` when full."""
+        """The id of ``value``, given one if the table has room; :data:`NO_ID` when full.
+
+        The value asked last is answered by identity, without hashing it: a
+        decoder hands out the same key object for a run of records.
+        """
+        if value is self._last:
+            return self._last_id
         found = self._ids.get(value)
         if found is not None:
+            self._last, self._last_id = value, found
             return found
         values = self.values
         if len(values) >= self._limit:
@@ -95,6 +104,7 @@ class Interned(Generic[_V]):
         new = len(values)
         values.append(value)
         self._ids[value] = new
+        self._last, self._last_id = value, new
         return new
 
     def __len__(self) -> int:
