@@ -377,10 +377,11 @@ class Service:
             details["es_sink"] = {"available": False, "last_error": self._es_failure}
         if self.state_store is not None:
             store = self.state_store
-            checks["state_restored"] = store.restoring == 0 and self._fatal is None
-            if store.restoring:
+            waiting = len(self.kafka.restoring) if self.kafka is not None else 0
+            checks["state_restored"] = not store.restoring and not waiting and self._fatal is None
+            if store.restoring or waiting:
                 reasons["state_restored"] = (
-                    f"restoring {store.restoring} partition states from {store.topic} "
+                    f"restoring the state of {waiting} partitions from {store.topic} "
                     f"({store.restored_records} records read)"
                 )
             elif self._fatal is not None:
@@ -593,21 +594,23 @@ class Service:
         states = self.state_store
         assert states is not None
         if self.engine.route == "partition":
-            keys = [(tp.topic, tp.partition) for tp in committed]
             for tp, offset in committed.items():
-                await states.restore((tp.topic, tp.partition), {tp: offset})
+                key = (tp.topic, tp.partition)
+                await states.restore(key, {tp: offset})
+                # Adopted at once: a revoke may cancel the restore of the next one.
+                self._adopt(key)
         elif ALL_PARTITIONS not in states.restored:
             await states.restore(ALL_PARTITIONS, committed)
-            keys = [ALL_PARTITIONS]
+            self._adopt(ALL_PARTITIONS)
         else:
             states.add_partitions(ALL_PARTITIONS, committed)
-            keys = []
-        for key in keys:
-            state = self.engine.states[key]
-            self.metrics.adopt(state)
-            if self.model_errors is not None:
-                self.model_errors.adopt(state)
-            self._observe(state.clock)
+
+    def _adopt(self, key: StateKey) -> None:
+        state = self.engine.states[key]
+        self.metrics.adopt(state)
+        if self.model_errors is not None:
+            self.model_errors.adopt(state)
+        self._observe(state.clock)
 
     async def _release(self, key: StateKey) -> None:
         assert self.state_store is not None

@@ -109,6 +109,24 @@ class Settings(BaseSettings):
         description="topic metadata refresh, ms: a topic created after start (or newly "
         "matching kafka_topic_pattern) is consumed within about this long",
     )
+    kafka_session_timeout_ms: int = Field(
+        45000,
+        ge=1000,
+        description="consumer group session timeout, ms: a member silent this long is "
+        "expelled (the broker's group.min/max.session.timeout.ms bound it)",
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        3000,
+        ge=100,
+        description="consumer heartbeat interval, ms; below kafka_session_timeout_ms "
+        "(a third of it or less)",
+    )
+    kafka_rebalance_timeout_ms: int = Field(
+        30000,
+        ge=1000,
+        description="how long the broker waits for members to rejoin a rebalance, ms (a "
+        "state restore runs after the rebalance, not within it)",
+    )
     kafka_security_protocol: SecurityProtocol = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
@@ -310,6 +328,18 @@ class Settings(BaseSettings):
         description="partitions of the state topic when it is created; 0: as many as the "
         "input topic with the most",
     )
+    state_commit_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="a state commit (transaction) not complete after this long stops the "
+        "processor (exit 1) with the reason logged; its restart restores the last commit",
+    )
+    state_accept_empty: bool = Field(
+        False,
+        description="start a partition's state empty when the state topic holds nothing "
+        "for it although the group has committed offsets (the records before them are "
+        "not counted); off: refuse to start (see docs/state.md)",
+    )
     log_level: str = Field(
         "INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR or CRITICAL"
     )
@@ -429,6 +459,15 @@ class Settings(BaseSettings):
                 f"{value!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
             )
         return level
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> Settings:
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
+            raise ValueError(
+                f"kafka_heartbeat_interval_ms ({self.kafka_heartbeat_interval_ms}) must be "
+                f"below kafka_session_timeout_ms ({self.kafka_session_timeout_ms})"
+            )
+        return self
 
     @field_validator("comparisons")
     @classmethod

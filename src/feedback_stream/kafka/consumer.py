@@ -24,8 +24,14 @@ a quarter of the Kafka path's time and most of a feedback's latency to
 
 Rebalances go through :class:`_Listener`: revoking waits for the batch lock,
 so a partition's state is handed back only after its last batch has been
-applied and committed; assigning creates (or restores) state before the
-first record of the partition is fetched. Shutdown (:meth:`KafkaSource.stop`)
+applied and committed. Assigning only pauses the new partitions and starts
+their restore as a task: aiokafka sends no heartbeat while a rebalance
+callback runs, so a restore inside it that outlasts the session timeout
+gets the member expelled, and it restores again at the next generation,
+forever. The restore runs while the loop goes on (heartbeats, the other
+partitions); a partition is resumed, at its committed offset, only once its
+state is restored. A revoke during a restore cancels it and hands back what
+it had built. Shutdown (:meth:`KafkaSource.stop`)
 finishes the batch in hand, commits, revokes and leaves the group.
 """
 
@@ -129,6 +135,8 @@ class KafkaSource:
         self._committed_at = time.monotonic()
         self._writing: tuple[asyncio.Task[bool], dict[TopicPartition, int]] | None = None
         """The committer's write in flight, and the offsets it commits."""
+        self._restoring: dict[TopicPartition, asyncio.Task[None]] = {}
+        """Partitions assigned whose state is being restored (paused), and the restore."""
         self.assigned_once = asyncio.Event()
         """Set after the first assignment: part of the service's readiness."""
         self.batches = 0
@@ -138,6 +146,11 @@ class KafkaSource:
     def assigned(self) -> frozenset[TopicPartition]:
         """The partitions this member owns now."""
         return frozenset(self._assigned)
+
+    @property
+    def restoring(self) -> frozenset[TopicPartition]:
+        """Partitions assigned whose state is not restored yet (not consumed yet)."""
+        return frozenset(self._restoring)
 
     @property
     def connected(self) -> bool:
@@ -168,6 +181,9 @@ class KafkaSource:
             # unread that long. A refresh that finds a new (or newly matching) topic
             # makes the group rebalance, and the topic is assigned.
             metadata_max_age_ms=s.kafka_metadata_max_age_ms,
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
+            rebalance_timeout_ms=s.kafka_rebalance_timeout_ms,
             **s.kafka_security_kwargs(),
         )
         try:
@@ -193,6 +209,7 @@ class KafkaSource:
                 )
                 if batch:
                     await self._apply(batch)
+                self._raise_failed_restore()
                 writing = self._writing
                 if writing is not None and writing[0].done():
                     async with self._lock:
@@ -213,6 +230,8 @@ class KafkaSource:
         """Why this member owns no partition (for ``/readyz``); ``""`` when it owns some."""
         if self._assigned:
             return ""
+        if self._restoring:
+            return f"restoring the state of {len(self._restoring)} partitions"
         consumer = self._consumer
         s = self._settings
         if consumer is None:
@@ -310,29 +329,92 @@ class KafkaSource:
             _log.warning("offset commit failed, partitions will be re-read: %s", exc)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        aborted = await self._abort_restores(revoked)
         async with self._lock:
             await self._commit_applied()
             mine = revoked & self._assigned
             self._assigned -= mine
             positions = {tp: self._consumed.pop(tp, None) for tp in mine}
-            if mine:
+            # A restore cancelled part way hands back what it had built (nothing applied).
+            positions.update(dict.fromkeys(aborted))
+            if positions:
                 await self._handler.revoke(positions)
-        _log.info("revoked %s", sorted(map(str, mine)))
+        _log.info("revoked %s", sorted(map(str, mine | aborted)))
+
+    async def _abort_restores(self, revoked: set[TopicPartition]) -> set[TopicPartition]:
+        """Cancel the restores of ``revoked`` partitions; return the partitions cancelled.
+
+        One restore covers every partition of an assignment: its partitions
+        that are not revoked are handed back too (an eager rebalance revokes
+        every partition anyway).
+        """
+        tasks = {task for tp, task in self._restoring.items() if tp in revoked}
+        if not tasks:
+            return set()
+        aborted = {tp for tp, task in self._restoring.items() if task in tasks}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for tp in aborted:
+            self._restoring.pop(tp, None)
+            self._consumed.pop(tp, None)
+        consumer = self._consumer
+        if consumer is not None:
+            with contextlib.suppress(Exception):  # revoked partitions are unassigned meanwhile
+                consumer.resume(*[tp for tp in aborted if tp in consumer.assignment()])
+        _log.info("restore of %s cancelled (revoked)", sorted(map(str, aborted)))
+        return aborted
+
+    def _raise_failed_restore(self) -> None:
+        """Raise what a finished restore failed with (the process stops)."""
+        for task in set(self._restoring.values()):
+            if task.done() and not task.cancelled():
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        async with self._lock:
-            new = assigned - self._assigned
-            if new:
-                if self._committer is not None:
-                    await self._committer.prepare(new)
-                committed = await self._committed(new)
-                self._consumed.update(
-                    {tp: offset for tp, offset in committed.items() if offset is not None}
-                )
-                await self._handler.assign(committed)
-            self._assigned |= assigned
+        new = assigned - self._assigned - set(self._restoring)
+        if new:
+            # Not fetched until restored; the restore runs after this callback returns,
+            # while aiokafka heartbeats again.
+            self._require().pause(*new)
+            task = asyncio.create_task(self._restore(new), name="restore")
+            self._restoring.update(dict.fromkeys(new, task))
         self.assigned_once.set()
-        _log.info("assigned %s", sorted(map(str, assigned)))
+        _log.info(
+            "assigned %s%s",
+            sorted(map(str, assigned)),
+            f", restoring the state of {len(new)} partitions first" if new else "",
+        )
+
+    async def _restore(self, new: set[TopicPartition]) -> None:
+        """Restore the state of ``new`` partitions, then resume them at their committed offsets."""
+        started = time.monotonic()
+        if self._committer is not None:
+            await self._committer.prepare(new)
+        committed = await self._committed(new)
+        await self._handler.assign(committed)
+        async with self._lock:
+            consumer = self._require()
+            for tp, offset in committed.items():
+                if offset is not None:
+                    # Whatever was fetched meanwhile (before the pause) is read again.
+                    consumer.seek(tp, offset)
+            self._consumed.update(
+                {tp: offset for tp, offset in committed.items() if offset is not None}
+            )
+            self._assigned |= new
+            for tp in new:
+                self._restoring.pop(tp, None)
+            consumer.resume(*new)
+        _log.info(
+            "state of %s restored in %.1f s, consuming",
+            sorted(map(str, new)),
+            time.monotonic() - started,
+        )
 
     async def _committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
         consumer = self._require()
@@ -361,12 +443,13 @@ class KafkaSource:
         if consumer is None:
             return
         try:
+            aborted = await self._abort_restores(set(self._restoring))
             async with self._lock:
                 await self._commit_applied()
-                if self._assigned:
-                    await self._handler.revoke(
-                        {tp: self._consumed.get(tp) for tp in self._assigned}
-                    )
+                positions: dict[TopicPartition, int | None] = dict.fromkeys(aborted)
+                positions.update({tp: self._consumed.get(tp) for tp in self._assigned})
+                if positions:
+                    await self._handler.revoke(positions)
                 self._assigned.clear()
         finally:
             # Leave the group even when the last commit failed (the process stops).

@@ -51,7 +51,14 @@ from feedback_stream.changelog import ChangeTracker, Restorer
 from feedback_stream.engine import ALL_PARTITIONS, Engine, StateKey
 from feedback_stream.settings import Settings
 
-__all__ = ["StagedCommit", "StateCommitFailed", "StateFenced", "StateStore", "state_name"]
+__all__ = [
+    "StagedCommit",
+    "StateCommitFailed",
+    "StateFenced",
+    "StateMissing",
+    "StateStore",
+    "state_name",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -77,6 +84,16 @@ class StateCommitFailed(RuntimeError):
 
 class StateFenced(StateCommitFailed):
     """Another process took over a state this one was writing: it must stop."""
+
+
+class StateMissing(StateCommitFailed):
+    """The state topic holds nothing for a partition the group has committed offsets for.
+
+    Starting it empty would resume after those offsets and never count the
+    records before them (the state topic was deleted, or the group ran
+    without durable state). The process stops unless ``state_accept_empty``
+    is on; resetting the group's offsets re-reads the input instead.
+    """
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
@@ -269,9 +286,14 @@ class StateStore:
             **s.kafka_security_kwargs(),
         )
         await producer.start()
-        # An empty transaction waits for the producer id: the fencing is done.
-        await producer.begin_transaction()
-        await producer.abort_transaction()
+        try:
+            # An empty transaction waits for the producer id: the fencing is done.
+            await producer.begin_transaction()
+            await producer.abort_transaction()
+        except BaseException:  # cancelled (revoked meanwhile) or failed: close it
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+            raise
         self._owned[key] = _Owned(key, producer)
 
     async def restore(self, key: StateKey, offsets: Mapping[TopicPartition, int | None]) -> None:
@@ -306,6 +328,8 @@ class StateStore:
         recorded = restorer.offsets
         records = restorer.records
         wanted = {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
+        if restorer.empty and not recorded:
+            self._check_missing(name, {k: o for k, o in wanted.items() if o is not None})
         # The state goes on reflecting the partitions it holds no longer (route=puid
         # restarted while a killed member still held some): keep their offsets, so that
         # a commit made before they come back does not drop them from the record.
@@ -336,6 +360,36 @@ class StateStore:
             state.pending,
             len(state.model_counters),
             time.monotonic() - started,
+        )
+
+    def _check_missing(self, name: str, committed: Mapping[str, int]) -> None:
+        """Refuse an empty state where the group has committed offsets (unless accepted).
+
+        Raises:
+            StateMissing: ``committed`` is not empty and ``state_accept_empty`` is off.
+        """
+        if not committed:
+            return
+        group = self.settings.kafka_group_id
+        where = ", ".join(f"{k} at {o}" for k, o in sorted(committed.items()))
+        if self.settings.state_accept_empty:
+            _log.warning(
+                "state %s: the state topic %s holds nothing for it but group %s resumes %s: "
+                "starting it empty (state_accept_empty); the records before are not counted",
+                name,
+                self.topic,
+                group,
+                where,
+            )
+            return
+        raise StateMissing(
+            f"the state topic {self.topic} holds no state {name}, but consumer group {group} "
+            f"has committed offsets ({where}): starting empty would silently drop every count "
+            "before them (was the state topic deleted, or did the group run without durable "
+            "state?). Either re-read the input: stop every member and reset the group's "
+            f"offsets (kafka-consumer-groups.sh --group {group} --reset-offsets --to-earliest "
+            "--all-topics --execute), or accept starting from empty state: "
+            "--state-accept-empty (FEEDBACK_STREAM_STATE_ACCEPT_EMPTY=true)"
         )
 
     def add_partitions(self, key: StateKey, offsets: Mapping[TopicPartition, int | None]) -> None:
@@ -468,10 +522,25 @@ class StateStore:
         if self.failed is not None:
             raise self.failed
         group = self.settings.kafka_group_id
+        limit = self.settings.state_commit_timeout_s
         try:
-            results = await asyncio.gather(
-                *(self._commit_one(owned, offsets, group) for owned, offsets in staged.states)
-            )
+            try:
+                results = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(
+                            self._commit_one(owned, offsets, group)
+                            for owned, offsets in staged.states
+                        )
+                    ),
+                    limit,
+                )
+            except TimeoutError as exc:
+                raise StateCommitFailed(
+                    f"a state commit to {self.topic} did not complete within {limit:g} s "
+                    "(state_commit_timeout_s): is the state topic gone (deleted) or the "
+                    "broker unreachable? Stopping; a restart restores the state of the last "
+                    "commit"
+                ) from exc
         except StateCommitFailed as exc:
             self.failed = exc
             raise
