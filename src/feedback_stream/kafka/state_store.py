@@ -329,7 +329,7 @@ class StateStore:
         records = restorer.records
         wanted = {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
         if restorer.empty and not recorded:
-            self._check_missing(name, {k: o for k, o in wanted.items() if o is not None})
+            await self._check_missing(name, {tp: o for tp, o in offsets.items() if o is not None})
         # The state goes on reflecting the partitions it holds no longer (route=puid
         # restarted while a killed member still held some): keep their offsets, so that
         # a commit made before they come back does not drop them from the record.
@@ -362,16 +362,28 @@ class StateStore:
             time.monotonic() - started,
         )
 
-    def _check_missing(self, name: str, committed: Mapping[str, int]) -> None:
-        """Refuse an empty state where the group has committed offsets (unless accepted).
+    async def _check_missing(self, name: str, committed: Mapping[TopicPartition, int]) -> None:
+        """Refuse an empty state where the group has committed offsets past the input's start.
+
+        A committed offset at (or before) the first offset the input still
+        holds loses nothing (a group reset to the earliest offsets re-reads
+        everything there is).
 
         Raises:
-            StateMissing: ``committed`` is not empty and ``state_accept_empty`` is off.
+            StateMissing: the group resumes some partition after its first
+                record and ``state_accept_empty`` is off.
         """
         if not committed:
             return
+        begins = await self._beginning_offsets(list(committed))
+        committed = {tp: o for tp, o in committed.items() if o > begins.get(tp, 0)}
+        if not committed:
+            return
         group = self.settings.kafka_group_id
-        where = ", ".join(f"{k} at {o}" for k, o in sorted(committed.items()))
+        where = ", ".join(
+            f"{tp.topic}/{tp.partition} at {o}"
+            for tp, o in sorted(committed.items(), key=lambda item: tuple(item[0]))
+        )
         if self.settings.state_accept_empty:
             _log.warning(
                 "state %s: the state topic %s holds nothing for it but group %s resumes %s: "
@@ -391,6 +403,24 @@ class StateStore:
             "--all-topics --execute), or accept starting from empty state: "
             "--state-accept-empty (FEEDBACK_STREAM_STATE_ACCEPT_EMPTY=true)"
         )
+
+    async def _beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=f"{s.kafka_client_id}-restore",
+            group_id=None,
+            enable_auto_commit=False,
+            **s.kafka_security_kwargs(),
+        )
+        await consumer.start()
+        try:
+            found: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+            return found
+        finally:
+            await consumer.stop()
 
     def add_partitions(self, key: StateKey, offsets: Mapping[TopicPartition, int | None]) -> None:
         """Input partitions newly assigned to a state restored already (``route=puid``).
@@ -448,8 +478,12 @@ class StateStore:
         owned = self._owned.pop(key, None)
         self.engine.revoke(key)
         if owned is not None:
-            with contextlib.suppress(KafkaError):
-                await owned.producer.stop()
+            stopping = asyncio.ensure_future(owned.producer.stop())
+            # A producer whose transaction hangs (the state topic is gone) may not stop.
+            await asyncio.wait([stopping], timeout=10)
+            if stopping.done():
+                with contextlib.suppress(KafkaError):
+                    stopping.result()
 
     @property
     def owned(self) -> frozenset[StateKey]:
@@ -523,24 +557,21 @@ class StateStore:
             raise self.failed
         group = self.settings.kafka_group_id
         limit = self.settings.state_commit_timeout_s
+        commits = asyncio.gather(
+            *(self._commit_one(owned, offsets, group) for owned, offsets in staged.states)
+        )
         try:
-            try:
-                results = await asyncio.wait_for(
-                    asyncio.gather(
-                        *(
-                            self._commit_one(owned, offsets, group)
-                            for owned, offsets in staged.states
-                        )
-                    ),
-                    limit,
-                )
-            except TimeoutError as exc:
+            # Not wait_for: cancelling a hung transaction aborts it, and the abort hangs too.
+            await asyncio.wait([commits], timeout=limit)
+            if not commits.done():
+                commits.cancel()
                 raise StateCommitFailed(
                     f"a state commit to {self.topic} did not complete within {limit:g} s "
                     "(state_commit_timeout_s): is the state topic gone (deleted) or the "
                     "broker unreachable? Stopping; a restart restores the state of the last "
                     "commit"
-                ) from exc
+                )
+            results = commits.result()
         except StateCommitFailed as exc:
             self.failed = exc
             raise
