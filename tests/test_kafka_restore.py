@@ -15,6 +15,7 @@ empty, and resetting the group's offsets re-reads the input exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from feedback_stream.changelog import Restorer
 from feedback_stream.engine import ALL_PARTITIONS, StateKey
@@ -141,16 +143,31 @@ async def _delete_topic(bootstrap: str, topic: str) -> None:
 
 
 async def _reset_to_earliest(bootstrap: str, group: str, topic: str, partitions: int) -> None:
-    """What ``kafka-consumer-groups.sh --reset-offsets --to-earliest --execute`` does."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        begins = await consumer.beginning_offsets(tps)
-        await consumer.commit(dict(begins))
-    finally:
-        await consumer.stop()
+    """What ``kafka-consumer-groups.sh --reset-offsets --to-earliest --execute`` does.
+
+    Like the tool, it takes effect only once the group is empty: a member that
+    exited without leaving (its LeaveGroup timed out) stays in the group until
+    its session expires, so the reset is retried until the committed offsets
+    read back as the beginnings.
+    """
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    deadline = time.monotonic() + 150
+    while True:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            begins = await consumer.beginning_offsets(tps)
+            with contextlib.suppress(KafkaError):
+                await consumer.commit(dict(begins))
+        finally:
+            await consumer.stop()
+        wanted = {tp.partition: offset for tp, offset in begins.items()}
+        if await _committed(bootstrap, group, topic, partitions) == wanted:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {group} could not be reset to {wanted}")
+        await asyncio.sleep(2)
 
 
 async def test_a_lost_state_topic_stops_the_processor_and_its_restart_refuses_to_start_empty(

@@ -34,7 +34,7 @@ def _broker(kafka: KafkaSource | None) -> dict[str, Any] | None:
     lag = kafka.lag()
     return {
         "connected": kafka.connected,
-        "assigned": len(kafka.assigned),
+        "assigned": len(kafka.assigned | kafka.restoring),
         "lag": sum(lag.values()),
     }
 
