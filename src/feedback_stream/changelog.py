@@ -392,6 +392,16 @@ class Restorer:
         self._aggregates: dict[bytes, bytes] = {}
         self._pairs: dict[bytes, bytes] = {}
         self._held: dict[bytes, bytes] = {}
+        # The keyed record kinds and the table each one fills.
+        self._tables: dict[bytes, dict[bytes, bytes]] = {
+            _E: self._entries,
+            _O: self._outcomes,
+            _W: self._windows,
+            _M: self._models,
+            _Q: self._pairs,
+            _H: self._held,
+            _A: self._aggregates,
+        }
         self.records = 0
         self.offsets: dict[str, int] = {}
         """The input offsets the state reflects (``P`` record), by ``"topic/partition"``."""
@@ -403,32 +413,17 @@ class Restorer:
         self.records += 1
         at = len(self.prefix)
         kind, rest = key[at : at + 1], key[at + 1 :]
-        table: dict[bytes, bytes]
-        if kind == _E:
-            table = self._entries
-        elif kind == _O:
-            table = self._outcomes
-        elif kind == _W:
-            table = self._windows
-        elif kind == _M:
-            table = self._models
-        elif kind == _S:
-            self._scalars = value
+        table = self._tables.get(kind)
+        if table is None:
+            if kind == _S:
+                self._scalars = value
+            elif kind == _C:
+                self._comparisons = value
+            elif kind == _P:
+                self.offsets = {} if value is None else dict(orjson.loads(value))
+            else:
+                raise ChangelogError(f"unknown record kind {kind!r} in key {key!r}")
             return
-        elif kind == _Q:
-            table = self._pairs
-        elif kind == _H:
-            table = self._held
-        elif kind == _A:
-            table = self._aggregates
-        elif kind == _C:
-            self._comparisons = value
-            return
-        elif kind == _P:
-            self.offsets = {} if value is None else dict(orjson.loads(value))
-            return
-        else:
-            raise ChangelogError(f"unknown record kind {kind!r} in key {key!r}")
         if value is None:
             table.pop(rest, None)
         else:
