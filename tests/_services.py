@@ -259,9 +259,18 @@ def start_kafka() -> Service:
         "appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
     )
     java = ["java", "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}"]
+    # A urlsafe base64 id starts with "-" one time in 64; "--cluster-id=" keeps argparse
+    # from reading such an id as an option (it did, and formatting failed).
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     _run(
-        [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+        [
+            *java,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(props),
+        ],
         what="formatting Kafka's KRaft storage",
     )
     log = (workdir / "kafka.log").open("wb")
