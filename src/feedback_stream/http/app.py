@@ -19,6 +19,14 @@ structured. Large bodies are parsed and decoded in a worker thread and
 batches are applied in slices, so a 16 MB body never holds up the event
 loop (probes, scrapes) for long.
 
+Bodies' content codings are undone here, not by aiohttp (serve the app with
+``auto_decompress=False``, as :mod:`feedback_stream.http.listeners` does):
+gzip, deflate and identity, stacked or not, in any case, and never past
+``max_body`` inflated (:mod:`feedback_stream.http.content_coding`). A body
+that cannot be read (a coding we do not support, corrupt or truncated
+compressed data, a zip bomb) is answered as JSON like any refused event and
+counted in ``feedback_stream_invalid_events_total{reason}``.
+
 Every 4xx answer is counted by reason and logged as one WARNING line
 (:mod:`feedback_stream.http.refusals`).
 
@@ -37,11 +45,18 @@ from importlib import resources
 from typing import Any, Protocol
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
 
 from feedback_stream.decode import DecodeError
-from feedback_stream.events import Event
+from feedback_stream.events import Event, SourcePosition
+from feedback_stream.http.content_coding import (
+    SUPPORTED,
+    BodyRefusal,
+    decode_content,
+    is_plain,
+    transfer_refusal,
+)
 from feedback_stream.http.feedback import FEEDBACK_PATH, feedback_event_headers
 from feedback_stream.http.refusals import Refusals
 from feedback_stream.payload import embedded_prediction, inflate
@@ -59,6 +74,9 @@ _ERROR = web.ResponseKey("error", str)
 _REASON = web.ResponseKey("reason", str)
 _APPLY_SLICE = 500
 """Events of a batch applied between two yields to the event loop."""
+_UNREAD = SourcePosition("http", 0, -1)
+"""Where a body refused before decoding (its coding, its size) is counted: HTTP's state."""
+_FEEDBACK_TYPE = "io.seldon.serving.feedback"
 
 
 class Problem(Protocol):
@@ -164,7 +182,8 @@ def create_app(
         backend: what the endpoints serve.
         ingest: serve CloudEvents ingest (``POST /`` and ``/events``).
         read: serve the read side (``/metrics``, the API, the page, the probes).
-        max_body: largest request body, bytes (a larger one gets ``413``).
+        max_body: largest request body, bytes, as sent and inflated (a larger
+            one gets ``413``).
         refusals: where 4xx answers are counted (default: a counter in the
             backend's registry).
         middlewares: run inside the error middleware (authentication).
@@ -173,7 +192,7 @@ def create_app(
     app = web.Application(
         client_max_size=max_body, middlewares=[_error_middleware(refusals), *middlewares]
     )
-    handlers = _Handlers(backend)
+    handlers = _Handlers(backend, max_body)
     if ingest:
         app.router.add_post("/", handlers.ingest)
         app.router.add_post("/events", handlers.ingest)
@@ -219,9 +238,9 @@ def _error_middleware(refusals: Refusals) -> Callable[..., Any]:
                 {k: v for k, v in exc.headers.items() if k.lower() == "www-authenticate"}
             )
         except web.RequestPayloadError as exc:
-            # A body its Content-Encoding cannot decode (bad gzip / deflate): the client's fault.
+            # A body aiohttp's parser cannot read (bad chunked framing): the client's fault.
             response = _json(
-                {"error": "content_encoding_error", "reason": f"the body cannot be decoded: {exc}"},
+                {"error": "bad_body", "reason": f"the body cannot be read: {exc}"},
                 status=400,
             )
         except ConnectionResetError:
@@ -262,13 +281,42 @@ def _body_puid(body: bytes) -> str | None:
 
 
 class _Handlers:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, max_body: int) -> None:
         self._backend = backend
+        self._max_body = max_body
+
+    async def _read_body(self, request: web.Request) -> bytes | BodyRefusal:
+        """The body, its content codings undone, or why it cannot be read."""
+        refusal = transfer_refusal(",".join(request.headers.getall(hdrs.TRANSFER_ENCODING, ())))
+        if refusal is not None:
+            return refusal
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            return BodyRefusal("request_entity_too_large", exc.text or "", exc.status)
+        coding = ",".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
+        if is_plain(coding, body):
+            return body
+        result: bytes | BodyRefusal = await asyncio.to_thread(
+            decode_content, coding, body, self._max_body
+        )
+        return result
+
+    def _refuse(self, refusal: BodyRefusal, event_type: str | None) -> web.Response:
+        """Count a body that cannot be read as an invalid event and answer it as JSON."""
+        error = DecodeError(refusal.reason, refusal.code, _UNREAD, event_type)
+        self._backend.apply_events([error])
+        response = _problem(refusal, status=refusal.status)
+        if refusal.code == "unsupported_content_encoding":
+            response.headers[hdrs.ACCEPT_ENCODING] = SUPPORTED  # RFC 9110 §12.5.3
+        return response
 
     async def ingest(self, request: web.Request) -> web.Response:
         arrival = time.time()
-        body = await request.read()
+        body = await self._read_body(request)
         headers = {name.lower(): value for name, value in request.headers.items()}
+        if isinstance(body, BodyRefusal):
+            return self._refuse(body, headers.get("ce-type"))
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == _BATCH:
             return await self._ingest_batch(headers, body, arrival)
@@ -281,7 +329,9 @@ class _Handlers:
     async def feedback(self, request: web.Request) -> web.Response:
         """Seldon's feedback API (:mod:`feedback_stream.http.feedback`): 200 and the puid."""
         arrival = time.time()
-        body = await request.read()
+        body = await self._read_body(request)
+        if isinstance(body, BodyRefusal):
+            return self._refuse(body, _FEEDBACK_TYPE)
         headers = {name.lower(): value for name, value in request.headers.items()}
         event_headers, puid = feedback_event_headers(headers, request.query, _body_puid(body))
         item = await _off_loop(len(body), self._backend.decode, event_headers, body, arrival)

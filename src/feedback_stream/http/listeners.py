@@ -105,6 +105,7 @@ class Listeners:
             access_log=None,
             logger=self._refusals.server_logger(),
             shutdown_timeout=self._settings.shutdown_timeout_s,
+            auto_decompress=False,  # ingest undoes content codings itself (http/content_coding.py)
         )
         await runner.setup()
         self._runners.append(runner)

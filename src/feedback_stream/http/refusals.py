@@ -3,8 +3,11 @@
 Every request the server turns away with a 4xx is counted in
 ``feedback_stream_refused_requests_total{reason}``: a CloudEvent that does
 not decode (its decode code: ``missing_puid``, ``bad_json``, ...), a batch
-that is not a JSON array (``bad_batch``), a body over the limit
-(``request_entity_too_large``), a missing or wrong token
+that is not a JSON array (``bad_batch``), a body over the limit, as sent or
+inflated (``request_entity_too_large``), a body in a content coding we do not
+support or whose compressed data is corrupt or truncated
+(``unsupported_content_encoding``, ``content_encoding_error``), a transfer
+coding other than chunked (``unsupported_transfer_encoding``), a missing or wrong token
 (``unauthorized``), and requests the HTTP parser itself refuses (a
 malformed request line or header: ``bad_http_message``, ``line_too_long``,
 ...). Each is logged as one WARNING line with the reason; the service's
