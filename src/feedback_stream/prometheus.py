@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -41,7 +43,7 @@ from feedback_stream.estimate_metrics import unlabelled_families
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult
 from feedback_stream.label_delay import LABEL_DELAY_BUCKETS
-from feedback_stream.outcomes import Outcome
+from feedback_stream.outcomes import Outcome, OutcomeResult
 from feedback_stream.partition import PartitionState
 from feedback_stream.prometheus_scores import ScoreGauges
 
@@ -59,6 +61,13 @@ _log = logging.getLogger(__name__)
 MODEL_LABELS: Final = ("namespace", "deployment", "predictor", "model")
 OVERFLOW_MODEL: Final = "__overflow__"
 OTHER_CLASS: Final = "__other__"
+
+_KIND_LABEL: Final = {kind: kind.value for kind in EventKind}
+_STATUS_LABEL: Final = {status: status.value for status in EventStatus}
+"""Label values by member: ``StrEnum.value`` is a Python-level property, read per event."""
+_CORRECT: Final = OutcomeResult.CORRECT.value
+_INCORRECT: Final = OutcomeResult.INCORRECT.value
+_UNKNOWN: Final = OutcomeResult.UNKNOWN.value
 
 
 class LabelGuard:
@@ -205,6 +214,12 @@ class ServiceMetrics:
         self._negative_reward_warned = False
         self._series: dict[ModelKey, _ModelSeries] = {}
         self._event_children: dict[tuple[str, str], Any] = {}
+        self._event_values: dict[tuple[str, str], Any] = {}
+        self._counts: dict[Any, int] = {}
+        """Increments gathered per counter child's value, applied by :meth:`flush`."""
+        self._sums: dict[Any, list[float]] = {}
+        """Amounts gathered per counter child's value, in order, applied by :meth:`flush`."""
+        self._batching = False
         self._fold: Callable[[ModelKey], ModelKey] = lambda key: key
 
     def families(self) -> list[tuple[Counter | Histogram, tuple[str, ...]]]:
@@ -251,42 +266,105 @@ class ServiceMetrics:
         engine.add_outcome_listener(self.on_outcomes)
 
     # -- engine listeners --------------------------------------------------
+    #
+    # The listeners run per event; they tally increments per counter child
+    # (``self._counts``) and, for amounts that are not whole numbers, keep
+    # each amount in order (``self._sums``). :meth:`flush` applies them: one
+    # increment per child, and the amounts added one by one in the order they
+    # came, so every counter ends exactly where per-event increments would
+    # have put it (counts are whole numbers, exact in a float up to 2**53).
+    # Inside :meth:`batch` the flush happens once, when the batch is done;
+    # outside, after every event.
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Gather the counter increments of a batch of events; apply them at its end.
+
+        A scrape during the batch sees the counters as they were before it.
+        The increments gathered are applied even if the batch raises part way.
+        """
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply the increments gathered since the last flush."""
+        counts = self._counts
+        if counts:
+            for value, n in counts.items():
+                value.inc(n)
+            counts.clear()
+        sums = self._sums
+        if sums:
+            for value, amounts in sums.items():
+                total = value.get()
+                for amount in amounts:
+                    total += amount  # in order: what inc(amount) per event gives
+                value.set(total)
+            sums.clear()
+
+    def _add(self, value: Any, amount: float) -> None:
+        sums = self._sums.get(value)
+        if sums is None:
+            self._sums[value] = [amount]
+        else:
+            sums.append(amount)
 
     def on_result(self, event: Event, result: JoinResult) -> None:
-        kind, status = event.kind.value, result.status.value
-        child = self._event_children.get((kind, status))
-        if child is None:
-            child = self._event_children[kind, status] = self.events.labels(kind, status)
-        child.inc()
+        counts = self._counts
+        kind, status = _KIND_LABEL[event.kind], _STATUS_LABEL[result.status]
+        value = self._event_values.get((kind, status))
+        if value is None:
+            value = self._event_values[kind, status] = self._event(kind, status)._value
+        counts[value] = counts.get(value, 0) + 1
         if event.kind is EventKind.RESPONSE:
             self._model(event.key)  # bound at 0 from the first response on
         for key in result.responses:
-            self._model(key).responses.inc()
+            value = self._model(key).responses
+            counts[value] = counts.get(value, 0) + 1
         for key, delay in result.labelled:
             series = self._model(key)
-            series.labelled.inc()
-            series.label_delay.observe(max(0.0, delay))
+            value = series.labelled
+            counts[value] = counts.get(value, 0) + 1
+            # Histogram.observe: the first bucket whose upper bound is >= the delay.
+            delay = max(0.0, delay)
+            value = series.delay_buckets[bisect_left(series.delay_bounds, delay)]
+            counts[value] = counts.get(value, 0) + 1
+            self._add(series.delay_sum, delay)
         for key in result.conflicts:
-            self._model(key).conflicts.inc()
+            value = self._model(key).conflicts
+            counts[value] = counts.get(value, 0) + 1
         for error in result.errors:
             self.invalid.labels(error.code).inc()
             if error.code == "needs_kind":
                 self.needs_kind.labels(*self.guard.model_labels(event.key)).inc()
+        if not self._batching:
+            self.flush()
 
     def on_outcomes(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
         for outcome in retracted:
             self._count(outcome, self._model(outcome.key).retracted)
         for outcome in applied:
             self._count(outcome, self._model(outcome.key).applied)
+        if not self._batching:
+            self.flush()
 
     def _count(self, outcome: Outcome, side: _OutcomeSeries) -> None:
-        side.outcomes[outcome.result.value].inc()
+        counts = self._counts
+        correct = outcome.correct
+        value = side.outcomes[_UNKNOWN if correct is None else _CORRECT if correct else _INCORRECT]
+        counts[value] = counts.get(value, 0) + 1
         if outcome.truth is not None:
-            side.confusion(outcome.key, outcome.truth, outcome.predicted).inc()
-        if outcome.reward is not None:
-            side.reward_count.inc()
-            if outcome.reward >= 0:
-                side.reward_sum.inc(outcome.reward)
+            value = side.confusion(outcome.key, outcome.truth, outcome.predicted)
+            counts[value] = counts.get(value, 0) + 1
+        reward = outcome.reward
+        if reward is not None:
+            counts[side.reward_count] = counts.get(side.reward_count, 0) + 1
+            if reward >= 0:
+                self._add(side.reward_sum, reward)
             elif not self._negative_reward_warned:
                 self._negative_reward_warned = True
                 _log.warning("negative rewards are left out of feedback_stream_reward_sum_total")
@@ -303,11 +381,14 @@ class ServiceMetrics:
         engine (:meth:`Engine.install`), which the caps collector reads.
         """
 
-        def add(child: Any, amount: float) -> None:
+        self.flush()
+
+        def add(value: Any, amount: float) -> None:
             if amount:
                 # prometheus-client's Counter refuses to decrease; a released
-                # state leaves this process, so its counts leave its counters.
-                child._value.inc(sign * amount)
+                # state leaves this process, so its counts leave its counters:
+                # the child's value is changed directly.
+                value.inc(sign * amount)
 
         for key, counters in state.model_counters.items():
             series = self._model(key)
@@ -337,27 +418,28 @@ class ServiceMetrics:
             add(series.labelled, counters.labelled)
             add(series.conflicts, counters.conflicts)
             # The histogram's buckets (not cumulative) and sum are plain values.
-            histogram = series.label_delay
-            for bucket, n in zip(histogram._buckets, counters.labelled_delay_buckets, strict=False):
+            for bucket, n in zip(
+                series.delay_buckets, counters.labelled_delay_buckets, strict=False
+            ):
                 if n:
                     bucket.inc(sign * n)
             if counters.labelled_delay_sum:
-                histogram._sum.inc(sign * counters.labelled_delay_sum)
+                series.delay_sum.inc(sign * counters.labelled_delay_sum)
         events = state.events
         for kind, n in events.accepted.items():
             amended = events.amended if kind == EventKind.FEEDBACK.value else 0
-            add(self._event(kind, EventStatus.ACCEPTED.value), n - amended)
-            add(self._event(kind, EventStatus.AMENDED.value), amended)
+            add(self._event(kind, EventStatus.ACCEPTED.value)._value, n - amended)
+            add(self._event(kind, EventStatus.AMENDED.value)._value, amended)
         for kind, n in events.duplicate.items():
-            add(self._event(kind, EventStatus.DUPLICATE.value), n)
+            add(self._event(kind, EventStatus.DUPLICATE.value)._value, n)
         for code, n in events.invalid.items():
-            add(self.invalid.labels(code), n)
+            add(self.invalid.labels(code)._value, n)
         for kind, n in events.invalid_types.items():
-            add(self._event(kind, EventStatus.INVALID.value), n)
+            add(self._event(kind, EventStatus.INVALID.value)._value, n)
         for reason, n in events.dead_lettered.items():
-            add(self.dlq.labels(reason), n)
+            add(self.dlq.labels(reason)._value, n)
         for kind, n in events.expired.items():
-            add(self.expired.labels(kind), n)
+            add(self.expired.labels(kind)._value, n)
 
     def _event(self, kind: str, status: str) -> Any:
         child = self._event_children.get((kind, status))
@@ -381,7 +463,11 @@ class ServiceMetrics:
 
 
 class _OutcomeSeries:
-    """The bound children one side (applied or retracted) of a model counts into."""
+    """The values of the bound children one side (applied or retracted) of a model counts into.
+
+    Each is a child's value (``child._value``): what :meth:`ServiceMetrics.flush`
+    increments, without a child's per-call checks.
+    """
 
     __slots__ = ("_confusion", "_guard", "_labels", "confusion_family", "outcomes", "reward_count",
                  "reward_sum")  # fmt: skip
@@ -398,13 +484,13 @@ class _OutcomeSeries:
         self._guard = guard
         self._labels = labels
         self.outcomes = {
-            result: outcomes.labels(*labels, result)
+            result: outcomes.labels(*labels, result)._value
             for result in ("correct", "incorrect", "unknown")
         }
         self.confusion_family = confusion
         self._confusion: dict[tuple[str, str], Any] = {}
-        self.reward_count = reward_count.labels(*labels)
-        self.reward_sum = reward_sum.labels(*labels)
+        self.reward_count = reward_count.labels(*labels)._value
+        self.reward_sum = reward_sum.labels(*labels)._value
 
     def confusion(self, key: ModelKey, truth: str, predicted: str) -> Any:
         child = self._confusion.get((truth, predicted))
@@ -414,14 +500,19 @@ class _OutcomeSeries:
                 self._guard.class_label(key, truth),
                 self._guard.class_label(key, predicted),
             )
-            self._confusion[truth, predicted] = child
+            child = self._confusion[truth, predicted] = child._value
         return child
 
 
 class _ModelSeries:
-    """Every counter child of one model key, bound once when the model is first seen."""
+    """Every counter child of one model key, bound once when the model is first seen.
 
-    __slots__ = ("applied", "conflicts", "label_delay", "labelled", "responses", "retracted")
+    As in :class:`_OutcomeSeries`, the children's values; the label-delay
+    histogram's as its buckets (not cumulative), their upper bounds and its sum.
+    """
+
+    __slots__ = ("applied", "conflicts", "delay_bounds", "delay_buckets", "delay_sum",
+                 "labelled", "responses", "retracted")  # fmt: skip
 
     def __init__(self, metrics: ServiceMetrics, key: ModelKey) -> None:
         labels = metrics.guard.model_labels(key)
@@ -441,10 +532,13 @@ class _ModelSeries:
             metrics.reward_retracted_count,
             metrics.reward_retracted_sum,
         )
-        self.responses = metrics.responses.labels(*labels)
-        self.labelled = metrics.labelled.labels(*labels)
-        self.conflicts = metrics.conflicts.labels(*labels)
-        self.label_delay = metrics.label_delay.labels(*labels)
+        self.responses = metrics.responses.labels(*labels)._value
+        self.labelled = metrics.labelled.labels(*labels)._value
+        self.conflicts = metrics.conflicts.labels(*labels)._value
+        histogram = metrics.label_delay.labels(*labels)
+        self.delay_bounds: list[float] = histogram._upper_bounds
+        self.delay_buckets: list[Any] = histogram._buckets
+        self.delay_sum = histogram._sum
 
 
 WINDOW_GAUGES: Final[dict[str, tuple[str, str]]] = {

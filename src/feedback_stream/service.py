@@ -457,8 +457,10 @@ class Service:
 
         Per record only what must be: its decode and its join. The stream
         clock is observed once (the batch's newest event time), the engine
-        takes the whole batch (:meth:`Engine.process_events`), and dead
-        letters are queued as found and awaited once at the end. Orphan
+        takes the whole batch (:meth:`Engine.process_events`), the Prometheus
+        counters are incremented once per label set at its end
+        (:meth:`ServiceMetrics.batch`), and dead letters are queued as found
+        and awaited once at the end. Orphan
         feedback that a resolver may answer, and events the history already
         loaded, need a record's own turn: with a resolver or the history on,
         records go one by one as before.
@@ -488,7 +490,8 @@ class Service:
         if newest > self._event_clock:  # what _observe does, once for the batch
             self._event_clock = newest
             self._event_wall = wall
-        self.engine.process_events(items)
+        with self.metrics.batch():  # the counters' increments, once per batch
+            self.engine.process_events(items)
         if errors:
             await self._dead_letter(errors)
 
