@@ -72,7 +72,10 @@ typecheck: $(STAMP)
 # The suite runs against the compiled core; then the core's own tests run again
 # against the pure-Python modules (FEEDBACK_STREAM_PURE=1), which the differential
 # test also compares with the compiled ones.
-test: install system-deps services-install lint
+# The core's compile (CPU) overlaps the downloads of system packages and services (network).
+test:
+	$(MAKE) -j3 --output-sync=target install system-deps services-install
+	$(MAKE) lint
 	$(BIN)/pytest
 	$(MAKE) test-pure
 
