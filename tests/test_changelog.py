@@ -330,3 +330,77 @@ def _restore_into(topic: _Topic, engine: Engine) -> Engine:
     state, _ = restorer.build(engine.specs, engine.sequence, engine.ttl, engine.time_basis)
     engine.install(ALL_PARTITIONS, state)
     return engine
+
+
+def _without_held_clocks(topic: _Topic) -> dict[bytes, Any]:
+    """The compacted records, an ``H`` record's clock (the time it was written) left out."""
+    held = NAME.encode() + b"\x00H"
+    return {
+        key: orjson.loads(value)[1] if key.startswith(held) else value
+        for key, value in topic.compacted().items()
+    }
+
+
+def _sliced_and_whole(
+    lines: list[bytes], takes: list[int], commits: set[int], windows: tuple[str, ...]
+) -> None:
+    """Run a stream twice: one commit per point of ``commits`` taken whole, and taken in
+    slices (a take without the pair records at every point of ``takes``, as a state
+    store does between batches, then the commit's own take); after every commit both
+    topics hold the same records (but for the clock an ``H`` record notes when it was
+    taken), and a restore from either is the state then."""
+    whole, whole_tracker = _tracked(windows, "feedback")
+    sliced, sliced_tracker = _tracked(windows, "feedback")
+    whole_topic, sliced_topic = _Topic(), _Topic()
+    unsent: dict[bytes, bytes | None] = {}
+    done = 0
+    for point in sorted(set(takes) | commits):
+        replay(lines[done:point], whole)
+        replay(lines[done:point], sliced)
+        done = point
+        if point not in commits:
+            unsent.update(sliced_tracker.changes(pairs=False))
+            continue
+        unsent.update(sliced_tracker.changes())
+        sliced_topic.write(list(unsent.items()))
+        unsent = {}
+        whole_topic.write(whole_tracker.changes())
+        assert _without_held_clocks(sliced_topic) == _without_held_clocks(whole_topic)
+        restored = _restore(sliced_topic, windows, "feedback", compact=False)
+        # A report advances the windows it reads: read both runs alike.
+        assert restored.report(sliced.clock) == whole.report(whole.clock)
+        assert sliced.report(sliced.clock) == whole.report(whole.clock)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stream=streams(),
+    takes=st.lists(st.floats(0.0, 1.0), max_size=8),
+    commits=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3),
+    windows=st.sampled_from([WINDOWS, ("total", "1s", "1"), ("2s",)]),
+)
+def test_a_commit_taken_in_slices_writes_what_one_taken_whole_writes(
+    stream: Stream, takes: list[float], commits: list[float], windows: tuple[str, ...]
+) -> None:
+    lines = stream.lines()
+    at = {int(len(lines) * c) for c in commits} | {len(lines)}
+    _sliced_and_whole(lines, [int(len(lines) * t) for t in takes], at, windows)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 1000),
+    slice_size=st.integers(7, 300),
+    amendments=st.sampled_from([0.0, 0.2]),
+)
+def test_a_commit_taken_in_slices_keeps_the_comparisons(
+    seed: int, slice_size: int, amendments: float
+) -> None:
+    """Default-vs-shadow pairs (formed, amended, dropped) with the pair records left to
+    the commit's take."""
+    config = GeneratorConfig(
+        seed=seed, n_requests=300, feedback_share=0.8, amendment_share=amendments
+    )
+    lines = [orjson.dumps(r) for r in generate_records(config)]
+    commits = set(range(0, len(lines), 400)) | {len(lines)}
+    _sliced_and_whole(lines, list(range(0, len(lines), slice_size)), commits, WINDOWS)

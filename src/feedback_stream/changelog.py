@@ -219,11 +219,21 @@ class ChangeTracker:
             or self.state.join.dropped
         )
 
-    def changes(self) -> list[Change]:
-        """The records that bring the topic from the last commit to the state now.
+    def changes(self, *, pairs: bool = True) -> list[Change]:
+        """The records that bring the topic from the last call to the state now.
 
-        Every call starts a new delta: call it once per commit, and write
-        what it returns in that commit's transaction.
+        Every call starts a new delta. Deltas compose: the records of two
+        calls, the later replacing the earlier key by key, are the delta of
+        one call made at the time of the later. So a commit may take part of
+        its delta early, between batches (what a state store does to keep each
+        stall short), as long as the last call before the transaction is made
+        after the records its offsets cover were applied, and everything taken
+        since the previous transaction goes into it.
+
+        ``pairs=False`` leaves out the ``Q`` records of the paired comparisons:
+        finding the pairs formed and dropped scans every pair the state holds,
+        a cost that grows with the state, not with the delta; the next call
+        with ``pairs=True`` (the commit's) writes them.
         """
         prefix = self.prefix
         state = self.state
@@ -292,11 +302,16 @@ class ChangeTracker:
         if scalars != self._scalars:
             out[prefix + _S] = scalars
             self._scalars = scalars
-        self._pairing_changes(changed, out)
+        self._pairing_changes(changed, out, pairs)
         return list(out.items())
 
-    def _pairing_changes(self, puids: set[str], out: dict[bytes, bytes | None]) -> None:
-        """The records of the paired comparisons that changed (see the module docstring)."""
+    def _pairing_changes(
+        self, puids: set[str], out: dict[bytes, bytes | None], pairs: bool
+    ) -> None:
+        """The records of the paired comparisons that changed (see the module docstring).
+
+        The ``Q`` records only with ``pairs`` (see :meth:`changes`).
+        """
         prefix = self.prefix
         state = self.state
         pairing = state.pairing
@@ -331,18 +346,20 @@ class ChangeTracker:
             else:
                 out[key] = orjson.dumps([clock, rows])
                 written.add(puid)
-        pairs = pairing.held_pairs()
+        if not pairs:
+            return
+        held = pairing.held_pairs()
         for comparison, pair in pairing.window_pairs():
-            pairs[pair.seq] = (comparison, pair)
+            held[pair.seq] = (comparison, pair)
         pair_key = prefix + _Q
-        for seq in self._pair_seqs - pairs.keys():
+        for seq in self._pair_seqs - held.keys():
             out[pair_key + str(seq).encode()] = None
-        for seq in pairs.keys() - self._pair_seqs:
-            comparison, pair = pairs[seq]
+        for seq in held.keys() - self._pair_seqs:
+            comparison, pair = held[seq]
             out[pair_key + str(seq).encode()] = orjson.dumps(
                 [index[comparison], snapshot.outcome_row(pair)]
             )
-        self._pair_seqs = set(pairs)
+        self._pair_seqs = set(held)
 
     def _collect(self) -> list[int]:
         """Outcomes no derived window can hold again and the join store no longer holds."""

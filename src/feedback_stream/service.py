@@ -953,6 +953,9 @@ class _StateCommitter:
             await sink.flush()
         return self._store.write(self._store.stage(offsets))
 
+    def prestage(self) -> None:
+        self._store.prestage()
+
     @property
     def dirty(self) -> bool:
         return self._store.dirty

@@ -98,6 +98,14 @@ class OffsetCommitter(Protocol):
         offsets are offered again with the next commit).
         """
 
+    def prestage(self) -> None:
+        """Called under the batch lock after every batch: take part of the next stage now.
+
+        Spreads the stage's work over the commit interval, so that no single
+        stall holds consumption up for long; it must leave the next ``stage``
+        taking exactly what it would have taken without it.
+        """
+
     @property
     def dirty(self) -> bool:
         """Whether there is something to commit even without new offsets."""
@@ -279,6 +287,8 @@ class KafkaSource:
                 return
             records = [record for recs in owned.values() for record in recs]
             await self._handler.apply(records)
+            if self._committer is not None:
+                self._committer.prestage()
             offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
             self._consumed.update(offsets)
             self._uncommitted.update(offsets)

@@ -71,6 +71,10 @@ _RECORD_OVERHEAD: Final = 512
 PROGRESS_INTERVAL_S: Final = 5.0
 """Seconds between restore progress lines."""
 
+PRESTAGE_INTERVAL_S: Final = 0.1
+"""Seconds between two takes of a state's changes ahead of its commit
+(:meth:`StateStore.prestage`)."""
+
 
 class StateCommitFailed(RuntimeError):
     """A state cannot be committed and retrying cannot help: the process must stop.
@@ -132,15 +136,17 @@ class _Owned:
     producer: AIOKafkaProducer
     tracker: ChangeTracker | None = None
     unsent: dict[bytes, bytes | None] = field(default_factory=dict)
+    """Records for the next transaction: taken ahead (:meth:`StateStore.prestage`), or
+    put back by a write that failed. Never the dict a write in flight is sending."""
     positions: dict[str, int | None] = field(default_factory=dict)
     """The input offsets the state reflects, by ``"topic/partition"``."""
 
 
 @dataclass(frozen=True, slots=True)
 class StagedCommit:
-    """What :meth:`StateStore.stage` took: each state with records to write, and its offsets."""
+    """What :meth:`StateStore.stage` took: each state, the records to write, its offsets."""
 
-    states: list[tuple[_Owned, dict[TopicPartition, int]]]
+    states: list[tuple[_Owned, dict[bytes, bytes | None], dict[TopicPartition, int]]]
 
     def __bool__(self) -> bool:
         return bool(self.states)
@@ -176,6 +182,7 @@ class StateStore:
         """The largest record the state topic takes (its ``max.message.bytes``)."""
         self.failed: StateCommitFailed | None = None
         """Why a commit failed for good (every later commit raises it again)."""
+        self._prestaged_at = time.monotonic()
 
     # -- the topic ---------------------------------------------------------------
 
@@ -518,14 +525,38 @@ class StateStore:
         """
         return await self.write(self.stage(offsets))
 
+    def prestage(self) -> None:
+        """Take part of the next commit's records now, between two batches.
+
+        Called after every batch; at most every :data:`PRESTAGE_INTERVAL_S`
+        it takes each state's changes since the last take (all but the pair
+        records, see :meth:`ChangeTracker.changes`) into the records of the
+        next transaction. The stage then takes only what changed since: the
+        stall of a commit shrinks from the whole interval's changes to the
+        last slice's. Deltas compose, so the transaction still holds exactly
+        the state as of its offsets (a key changed again is taken again, the
+        later record replacing the earlier).
+        """
+        now = time.monotonic()
+        if now - self._prestaged_at < PRESTAGE_INTERVAL_S:
+            return
+        self._prestaged_at = now
+        for owned in self._owned.values():
+            tracker = owned.tracker
+            if tracker is not None and tracker.dirty:
+                owned.unsent.update(tracker.changes(pairs=False))
+
     def stage(self, offsets: Mapping[TopicPartition, int]) -> StagedCommit:
         """Take every state's changes since the last stage, with the input ``offsets``.
 
         Synchronous: the records are the states exactly as they are now,
         after the records before ``offsets`` were applied; the states may
         change as soon as it returns (consumption goes on while
-        :meth:`write` runs). Stage again only after that write has returned.
+        :meth:`write` runs, and :meth:`prestage` collects the next
+        commit's records meanwhile). Stage again only after that write has
+        returned.
         """
+        self._prestaged_at = time.monotonic()
         staged = []
         for key, owned in self._owned.items():
             if key == ALL_PARTITIONS:
@@ -533,16 +564,17 @@ class StateStore:
             else:
                 mine = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) == key}
             tracker = owned.tracker
+            records = owned.unsent
             if tracker is not None:
-                unsent = owned.unsent
-                unsent.update(tracker.changes())
+                records.update(tracker.changes())
                 if mine:
                     owned.positions.update(
                         {f"{tp.topic}/{tp.partition}": o for tp, o in mine.items()}
                     )
-                    unsent[tracker.offsets_key] = orjson.dumps(owned.positions)
-            if owned.unsent or mine:
-                staged.append((owned, mine))
+                    records[tracker.offsets_key] = orjson.dumps(owned.positions)
+            if records or mine:
+                owned.unsent = {}
+                staged.append((owned, records, mine))
         return StagedCommit(staged)
 
     async def write(self, staged: StagedCommit) -> bool:
@@ -558,7 +590,10 @@ class StateStore:
         group = self.settings.kafka_group_id
         limit = self.settings.state_commit_timeout_s
         commits = asyncio.gather(
-            *(self._commit_one(owned, offsets, group) for owned, offsets in staged.states)
+            *(
+                self._commit_one(owned, records, offsets, group)
+                for owned, records, offsets in staged.states
+            )
         )
         try:
             # Not wait_for: cancelling a hung transaction aborts it, and the abort hangs too.
@@ -579,10 +614,14 @@ class StateStore:
         return all(results)
 
     async def _commit_one(
-        self, owned: _Owned, offsets: dict[TopicPartition, int], group: str
+        self,
+        owned: _Owned,
+        records: dict[bytes, bytes | None],
+        offsets: dict[TopicPartition, int],
+        group: str,
     ) -> bool:
         limit = self.max_record_bytes
-        for key, value in owned.unsent.items():
+        for key, value in records.items():
             size = len(key) + (len(value) if value is not None else 0)
             if size > limit - _RECORD_OVERHEAD:
                 raise StateCommitFailed(
@@ -592,7 +631,6 @@ class StateStore:
                 )
         producer = owned.producer
         partition = self._partition(owned.key)
-        records = owned.unsent
         try:
             await producer.begin_transaction()
             try:
@@ -621,9 +659,9 @@ class StateStore:
                 state_name(owned.key),
                 exc,
             )
+            # Back in front of what was taken since: a newer record of a key wins.
+            owned.unsent = {**records, **owned.unsent}
             return False
-        if owned.unsent is records:
-            owned.unsent = {}
         return True
 
     async def _send(
