@@ -248,6 +248,7 @@ async def _serve(args: argparse.Namespace) -> None:
     ages: list[float] = []
     applies: list[float] = []
     commits: list[float] = []  # offset commit durations, once the service runs
+    prestages: list[float] = []  # takes of state changes between batches
     applied: dict[str, float] = {}
 
     class _Timed(Service):
@@ -265,13 +266,16 @@ async def _serve(args: argparse.Namespace) -> None:
                     applied[headers["ce_id"].decode()] = done
 
     gc_pauses: list[float] = []
+    gc_by_generation: dict[int, list[float]] = {0: [], 1: [], 2: []}
     gc_started: list[float] = []
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             gc_started[:] = [time.perf_counter()]
         elif gc_started:
-            gc_pauses.append(time.perf_counter() - gc_started[0])
+            pause = time.perf_counter() - gc_started[0]
+            gc_pauses.append(pause)
+            gc_by_generation[info["generation"]].append(pause)
 
     gc.callbacks.append(on_gc)
     service = _Timed(settings)
@@ -279,6 +283,7 @@ async def _serve(args: argparse.Namespace) -> None:
     as_in_service_run()
     try:
         commits = time_commits(service)
+        prestages = _time_prestages(service)
         assert service.kafka is not None
         await service.kafka.assigned_once.wait()
         print(f"READY {service.http_port}", flush=True)
@@ -289,10 +294,32 @@ async def _serve(args: argparse.Namespace) -> None:
         name: _spread(values)
         for name, values in (("age_at_apply", ages), ("apply", applies), ("commit", commits))
     }
+    stats["prestage"] = _spread(prestages)
     stats["gc_pause"] = _spread(gc_pauses)
     stats["gc_pause_max_ms"] = max(gc_pauses, default=0.0) * 1000.0
+    stats["gc_pause_by_generation"] = {
+        str(generation): _spread(pauses) for generation, pauses in gc_by_generation.items()
+    }
     print("APPLIED " + json.dumps(applied), flush=True)
     print("STATS " + json.dumps(stats), flush=True)
+
+
+def _time_prestages(service: Any) -> list[float]:
+    """Record how long each take of state changes between batches holds consumption up."""
+    store = service.state_store
+    if store is None:
+        return []
+    prestage = store.prestage
+    taken: list[float] = []
+
+    def timed() -> None:
+        before, start = store._prestaged_at, time.perf_counter()
+        prestage()
+        if store._prestaged_at != before:  # took (most calls wait for the interval)
+            taken.append(time.perf_counter() - start)
+
+    store.prestage = timed
+    return taken
 
 
 def _spread(seconds: list[float]) -> dict[str, float] | None:

@@ -345,8 +345,8 @@ def _sliced_and_whole(
     lines: list[bytes], takes: list[int], commits: set[int], windows: tuple[str, ...]
 ) -> None:
     """Run a stream twice: one commit per point of ``commits`` taken whole, and taken in
-    slices (a take without the pair records at every point of ``takes``, as a state
-    store does between batches, then the commit's own take); after every commit both
+    slices (a take at every point of ``takes``, as a state store does between
+    batches, then the commit's own take); after every commit both
     topics hold the same records (but for the clock an ``H`` record notes when it was
     taken), and a restore from either is the state then."""
     whole, whole_tracker = _tracked(windows, "feedback")
@@ -359,7 +359,7 @@ def _sliced_and_whole(
         replay(lines[done:point], sliced)
         done = point
         if point not in commits:
-            unsent.update(sliced_tracker.changes(pairs=False))
+            unsent.update(sliced_tracker.changes())
             continue
         unsent.update(sliced_tracker.changes())
         sliced_topic.write(list(unsent.items()))
@@ -396,8 +396,7 @@ def test_a_commit_taken_in_slices_writes_what_one_taken_whole_writes(
 def test_a_commit_taken_in_slices_keeps_the_comparisons(
     seed: int, slice_size: int, amendments: float
 ) -> None:
-    """Default-vs-shadow pairs (formed, amended, dropped) with the pair records left to
-    the commit's take."""
+    """Default-vs-shadow pairs: formed, amended and dropped across slices."""
     config = GeneratorConfig(
         seed=seed, n_requests=300, feedback_share=0.8, amendment_share=amendments
     )

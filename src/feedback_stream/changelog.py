@@ -80,6 +80,7 @@ from feedback_stream import snapshot
 from feedback_stream.events import ModelKey
 from feedback_stream.join import Sequence as OutcomeSequence
 from feedback_stream.outcomes import Outcome, TimeBasis, to_tick
+from feedback_stream.paired import Comparison
 from feedback_stream.partition import PartitionState
 from feedback_stream.windows import CountWindow, SlidingWindow, Window, WindowKind, WindowSpec
 
@@ -158,7 +159,9 @@ class ChangeTracker:
         self._scalars: bytes | None = None
         self._comparisons: bytes | None = None
         self._aggregates: dict[bytes, bytes] = {}
-        self._pair_seqs: set[int] = set(retained_pairs)
+        self._pairs_written: dict[Comparison, deque[Outcome]] = {}
+        self._pairs_live: dict[Comparison, int] = {}
+        self._pair_orphans: list[int] = []
         self._held_puids: set[str] = set(held_puids)
         self._orphans: list[int] = []
         specs = state.specs
@@ -167,8 +170,11 @@ class ChangeTracker:
         self._width_tick = to_tick(max(widths)) if widths else None
         self._keep = 2 * max(sizes) if sizes else None
         self._adopt(retained)
+        self._adopt_pairs(retained_pairs)
         state.observer = self
         state.join.dropped = []
+        state.pairing.formed = []
+        state.pairing.retracted = []
 
     def _adopt(self, retained: Iterable[int]) -> None:
         held = {o.seq: o for o in self.state.join.held_outcomes()}
@@ -180,6 +186,26 @@ class ChangeTracker:
                 self._track(outcome)
             else:
                 self._orphans.append(seq)
+
+    def _adopt_pairs(self, retained: Iterable[int]) -> None:
+        pairing = self.state.pairing
+        held = pairing.held_pairs()
+        for comparison, pair in pairing.window_pairs():
+            held[pair.seq] = (comparison, pair)
+        for seq in sorted(retained):
+            found = held.get(seq)
+            if found is not None and not found[1].retracted:
+                self._track_pair(*found)
+            else:
+                self._pair_orphans.append(seq)
+
+    def _track_pair(self, comparison: Comparison, pair: Outcome) -> None:
+        written = self._pairs_written.get(comparison)
+        if written is None:
+            written = self._pairs_written[comparison] = deque()
+            self._pairs_live[comparison] = 0
+        written.append(pair)
+        self._pairs_live[comparison] += 1
 
     def _track(self, outcome: Outcome) -> None:
         written = self._written.get(outcome.key)
@@ -219,7 +245,7 @@ class ChangeTracker:
             or self.state.join.dropped
         )
 
-    def changes(self, *, pairs: bool = True) -> list[Change]:
+    def changes(self) -> list[Change]:
         """The records that bring the topic from the last call to the state now.
 
         Every call starts a new delta. Deltas compose: the records of two
@@ -228,12 +254,8 @@ class ChangeTracker:
         its delta early, between batches (what a state store does to keep each
         stall short), as long as the last call before the transaction is made
         after the records its offsets cover were applied, and everything taken
-        since the previous transaction goes into it.
-
-        ``pairs=False`` leaves out the ``Q`` records of the paired comparisons:
-        finding the pairs formed and dropped scans every pair the state holds,
-        a cost that grows with the state, not with the delta; the next call
-        with ``pairs=True`` (the commit's) writes them.
+        since the previous transaction goes into it. A call costs what changed
+        since the last one, not the size of the state.
         """
         prefix = self.prefix
         state = self.state
@@ -302,21 +324,21 @@ class ChangeTracker:
         if scalars != self._scalars:
             out[prefix + _S] = scalars
             self._scalars = scalars
-        self._pairing_changes(changed, out, pairs)
+        self._pairing_changes(changed, out)
         return list(out.items())
 
-    def _pairing_changes(
-        self, puids: set[str], out: dict[bytes, bytes | None], pairs: bool
-    ) -> None:
+    def _pairing_changes(self, puids: set[str], out: dict[bytes, bytes | None]) -> None:
         """The records of the paired comparisons that changed (see the module docstring).
 
-        The ``Q`` records only with ``pairs`` (see :meth:`changes`).
+        A pair's ``Q`` record is written when the pair is formed, deleted when
+        it is retracted, and deleted once no derived window can hold it again
+        and the pair index no longer holds it (as an outcome's ``O`` record).
         """
         prefix = self.prefix
         state = self.state
         pairing = state.pairing
         comparisons = pairing.comparisons()
-        if not comparisons and not self._pair_seqs and not self._held_puids:
+        if not comparisons and not self._pair_orphans and not self._held_puids:
             return
         index = {c: i for i, c in enumerate(comparisons)}
         table = orjson.dumps([[_key(c.baseline), _key(c.candidate)] for c in comparisons])
@@ -346,20 +368,61 @@ class ChangeTracker:
             else:
                 out[key] = orjson.dumps([clock, rows])
                 written.add(puid)
-        if not pairs:
-            return
-        held = pairing.held_pairs()
-        for comparison, pair in pairing.window_pairs():
-            held[pair.seq] = (comparison, pair)
         pair_key = prefix + _Q
-        for seq in self._pair_seqs - held.keys():
+        for seq in self._pair_orphans:
             out[pair_key + str(seq).encode()] = None
-        for seq in held.keys() - self._pair_seqs:
-            comparison, pair = held[seq]
-            out[pair_key + str(seq).encode()] = orjson.dumps(
-                [index[comparison], snapshot.outcome_row(pair)]
-            )
-        self._pair_seqs = set(held)
+        self._pair_orphans = []
+        unwritten: set[int] = set()
+        formed = pairing.formed
+        if formed:
+            for comparison, pair in formed:
+                if pair.retracted:
+                    unwritten.add(pair.seq)  # formed and retracted since the last call
+                    continue
+                out[pair_key + str(pair.seq).encode()] = orjson.dumps(
+                    [index[comparison], snapshot.outcome_row(pair)]
+                )
+                self._track_pair(comparison, pair)
+            formed.clear()
+        retracted = pairing.retracted
+        if retracted:
+            for comparison, pair in retracted:
+                if pair.seq in unwritten:
+                    continue
+                out[pair_key + str(pair.seq).encode()] = None
+                if comparison in self._pairs_live:
+                    self._pairs_live[comparison] -= 1
+            retracted.clear()
+        for seq in self._collect_pairs():
+            out[pair_key + str(seq).encode()] = None
+
+    def _collect_pairs(self) -> list[int]:
+        """Pairs no derived window can hold again and the pair index no longer holds."""
+        state = self.state
+        if state.clock == float("-inf") or not self._pairs_written:
+            return []
+        horizon = to_tick(state.clock) - self._width_tick if self._width_tick is not None else None
+        keep = self._keep
+        pairing = state.pairing
+        gone: list[int] = []
+        for comparison, written in self._pairs_written.items():
+            live = self._pairs_live[comparison]
+            while written:
+                oldest = written[0]
+                if oldest.retracted:
+                    written.popleft()
+                    continue
+                if horizon is not None and oldest.tick > horizon:
+                    break
+                if keep is not None and live - 1 < keep:
+                    break
+                if pairing.holds(oldest):
+                    break
+                written.popleft()
+                live -= 1
+                gone.append(oldest.seq)
+            self._pairs_live[comparison] = live
+        return gone
 
     def _collect(self) -> list[int]:
         """Outcomes no derived window can hold again and the join store no longer holds."""

@@ -178,6 +178,10 @@ class Pairing:
         self._held: dict[str, dict[tuple[Comparison, int], _Held]] = {}
         # puids in the order they were first held, with the clock then: expiry checks.
         self._order: deque[tuple[float, str]] = deque()
+        self.formed: list[tuple[Comparison, Outcome]] | None = None
+        """Pairs formed since the changelog last took them (``None``: not collected)."""
+        self.retracted: list[tuple[Comparison, Outcome]] | None = None
+        """Pairs retracted since the changelog last took them (``None``: not collected)."""
 
     def _windows(self, comparison: Comparison) -> ModelWindows:
         windows = self.windows.get(comparison)
@@ -208,6 +212,8 @@ class Pairing:
                 if outcome.seq in (item.baseline_seq, item.candidate_seq):
                     self._windows(slot[0]).retract(item.pair)
                     del held[slot]
+                    if self.retracted is not None:
+                        self.retracted.append((slot[0], item.pair))
         if not applied:
             return
         current = applied_of(applied[0].puid)  # one event: one puid
@@ -270,6 +276,8 @@ class Pairing:
         held[slot] = _Held(pair, baseline.seq, candidate.seq)
         windows.advance(clock_tick)
         windows.apply(pair)
+        if self.formed is not None:
+            self.formed.append((comparison, pair))
 
     def advance(self, now_tick: int) -> None:
         for windows in self.windows.values():
@@ -348,6 +356,11 @@ class Pairing:
         for comparison, windows in self.windows.items():
             for pair in windows.referenced():
                 yield comparison, pair
+
+    def holds(self, pair: Outcome) -> bool:
+        """Whether the index still holds ``pair`` (a retraction may still find it)."""
+        held = self._held.get(pair.puid)
+        return held is not None and any(item.pair is pair for item in held.values())
 
     def dump_held(self, puid: str, index: Mapping[Comparison, int]) -> list[list[int]] | None:
         """The index entries of one puid as rows of :meth:`dump`'s ``held``, or ``None``.

@@ -529,9 +529,9 @@ class StateStore:
         """Take part of the next commit's records now, between two batches.
 
         Called after every batch; at most every :data:`PRESTAGE_INTERVAL_S`
-        it takes each state's changes since the last take (all but the pair
-        records, see :meth:`ChangeTracker.changes`) into the records of the
-        next transaction. The stage then takes only what changed since: the
+        it takes each state's changes since the last take
+        (:meth:`ChangeTracker.changes`) into the records of the next
+        transaction. The stage then takes only what changed since: the
         stall of a commit shrinks from the whole interval's changes to the
         last slice's. Deltas compose, so the transaction still holds exactly
         the state as of its offsets (a key changed again is taken again, the
@@ -544,7 +544,7 @@ class StateStore:
         for owned in self._owned.values():
             tracker = owned.tracker
             if tracker is not None and tracker.dirty:
-                owned.unsent.update(tracker.changes(pairs=False))
+                owned.unsent.update(tracker.changes())
 
     def stage(self, offsets: Mapping[TopicPartition, int]) -> StagedCommit:
         """Take every state's changes since the last stage, with the input ``offsets``.
