@@ -31,7 +31,8 @@ labelled part of the same window says whether that is safe:
 Which pending rows a window holds: ``total`` every response the join store
 still holds without feedback; a time window those whose response time is
 in ``(T - W, T]``; a count window ``N`` the newest ``N`` pending rows by
-response time. Only what this needs is kept per pending response: its
+response time (among responses of the same time, those with the larger top
+scores first). Only what this needs is kept per pending response: its
 scores already on the response (:class:`~feedback_stream.scores.ResponseScores`),
 read at scrape time.
 """
@@ -173,9 +174,9 @@ def pending_windows(
     scored rows are absent.
     """
     high = to_tick(now)
-    by_model: dict[ModelKey, list[tuple[float, Sequence[float]]]] = {}
+    by_model: dict[ModelKey, list[tuple[float, tuple[float, ...]]]] = {}
     for key, time, scores in pending:
-        by_model.setdefault(key, []).append((time, scores))
+        by_model.setdefault(key, []).append((time, tuple(scores)))
     out: dict[ModelKey, dict[str, ConfidenceSums]] = {}
     for key, responses in by_model.items():
         windows: dict[str, ConfidenceSums] = {}
@@ -192,7 +193,9 @@ def pending_windows(
                         for score in scores:
                             sums.add(score)
             else:
-                newest = heapq.nlargest(spec.size, responses, key=lambda r: r[0])
+                # Ties in response time go to the larger scores: the rows taken are a
+                # function of the pending rows, not of the order they are read in.
+                newest = heapq.nlargest(spec.size, responses)
                 left = spec.size
                 for _, scores in newest:
                     for score in scores[:left]:

@@ -488,6 +488,10 @@ class JoinStore:
         self._labels: packed.Interned[tuple[str, ...]] = packed.Interned(_MAX_LABELS)
         self._deadlines = _Deadlines()
         self._aliases: dict[str, str] = {}
+        self._unlabelled: dict[ModelKey, dict[str, _Response]] = {}
+        """Per model, puid -> its logged scored (non-regression) response still without
+        feedback: what :meth:`pending_scores` reads, kept as responses come, are labelled,
+        replaced and dropped, so a scrape does not scan every entry."""
         self.dropped: list[str] | None = None
         """When a list, the key of every entry dropped (expired, evicted, merged into
         another under an alias) is appended, for the changelog to delete. Anything
@@ -643,6 +647,9 @@ class JoinStore:
                 # A retry under the same puid, earlier than the one held: it replaces it.
                 response.labelled = held.labelled
                 entry.responses = _replace(entry.responses, held, response)
+                self._release_unlabelled(puid, held)
+            if scores is not None and not response.labelled:
+                self._hold_unlabelled(puid, response)
             if entry.feedbacks is not None:
                 self._settle(puid, entry, result)
         elif kind is EventKind.FEEDBACK:
@@ -772,11 +779,14 @@ class JoinStore:
             del self._entries[puid]
             if self.dropped is not None:
                 self.dropped.append(puid)
-            self._count_unjoined(entry, expired)
+            self._count_unjoined(puid, entry, expired)
         return expired
 
-    def _count_unjoined(self, entry: _Entry | bytes, counts: dict[EventKind, int]) -> None:
-        """Count the parts of a dropped entry that never joined; forget its aliases.
+    def _count_unjoined(
+        self, puid: str, entry: _Entry | bytes, counts: dict[EventKind, int]
+    ) -> None:
+        """Count the parts of a dropped entry that never joined; forget its aliases
+        and its responses awaiting feedback.
 
         Requests when no pair stands for the puid, logged responses never
         labelled, feedbacks matching no response (logged or embedded) whose
@@ -790,6 +800,9 @@ class JoinStore:
             return
         for alias in entry.aliases or ():
             self._aliases.pop(alias, None)
+        for response in _items(entry.responses):
+            if response.scores is not None and not response.labelled:
+                self._release_unlabelled(puid, response)
         if not entry.pairs:
             counts[EventKind.REQUEST] += len(_items(entry.requests))
         counts[EventKind.RESPONSE] += sum(1 for r in _items(entry.responses) if not r.labelled)
@@ -822,7 +835,7 @@ class JoinStore:
             if self.dropped is not None:
                 self.dropped.append(puid)
             count -= 1
-            self._count_unjoined(entry, evicted)
+            self._count_unjoined(puid, entry, evicted)
         return evicted
 
     def _request_time(self, entry: _Entry, key: ModelKey) -> float | None:
@@ -908,6 +921,8 @@ class JoinStore:
             result.applied.extend(outcomes)
             if response.logged and not response.labelled:
                 response.labelled = True
+                if response.scores is not None:
+                    self._release_unlabelled(puid, response)
                 result.labelled.append((key, best.time - response.time))
 
     def _check(
@@ -968,19 +983,36 @@ class JoinStore:
         entry.marks.add(mark)
         return True
 
+    def _hold_unlabelled(self, puid: str, response: _Response) -> None:
+        """Index a logged response with scores and no feedback (regression ones are not)."""
+        scores = response.scores
+        if scores is None or scores.kind is ModelKind.REGRESSION:
+            return
+        held = self._unlabelled.get(response.key)
+        if held is None:
+            held = self._unlabelled[response.key] = {}
+        held[puid] = response
+
+    def _release_unlabelled(self, puid: str, response: _Response) -> None:
+        """Forget ``response`` (labelled, replaced or dropped) if it is the one indexed."""
+        held = self._unlabelled.get(response.key)
+        if held is not None and held.get(puid) is response:
+            del held[puid]
+            if not held:
+                del self._unlabelled[response.key]
+
     def pending_scores(self) -> Iterator[tuple[ModelKey, float, tuple[float, ...]]]:
         """(model, response time, top score of each row) of every scored response still
         without feedback: what confidence-based estimation reads (:mod:`feedback_stream.cbpe`).
 
         Responses of regression models, and responses without scores, are left out.
+        Read from an index kept as responses come and go: O(such responses), not
+        O(entries held). Grouped by model, in no particular order within a model.
         """
-        for entry in self._entries.values():
-            if isinstance(entry, bytes):
-                continue  # packed entries hold no scores
-            for response in _items(entry.responses):
+        for held in self._unlabelled.values():
+            for response in held.values():
                 scores = response.scores
-                if response.labelled or scores is None or scores.kind is ModelKind.REGRESSION:
-                    continue
+                assert scores is not None
                 rows = len(response.classes)
                 yield response.key, response.time, tuple(scores.confidence(r) for r in range(rows))
 
@@ -1113,6 +1145,8 @@ class JoinStore:
             ]
             for response in responses:
                 entry.responses = _append(entry.responses, response)
+                if response.scores is not None and not response.labelled:
+                    store._hold_unlabelled(puid, response)
             feedbacks = [
                 _Feedback(
                     ModelKey(*k),
