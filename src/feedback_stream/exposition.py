@@ -541,7 +541,9 @@ class CounterText:
             self._headers.append(f"# HELP {text_name} {doc}\n# TYPE {text_name} {kind}\n")
             doc = escape_help(described.documentation, openmetrics=True)
             self._om_headers.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
-        self._prefixes: dict[tuple[int, Sequence[str]], tuple[str, ...]] = {}
+        self._slots: dict[Any, _Child] = {}
+        """Per child (by identity), its prefixes and last text: a counter's line is
+        written again only when its value moved, a histogram's when a bucket or its sum did."""
 
     def render(self, *, openmetrics: bool = False) -> str:
         """Every family, HELP and TYPE first, in :meth:`ServiceMetrics.families` order.
@@ -550,37 +552,74 @@ class CounterText:
         without ``_total``, ``"`` is escaped in HELP); no ``# EOF``.
         """
         out: list[str] = []
-        prefixes = self._prefixes
         headers = self._om_headers if openmetrics else self._headers
+        slots = self._slots
+        seen = 0
         for index, (wrapper, names) in enumerate(self._families):
             out.append(headers[index])
-            counter = self._counters[index]
-            if counter is not None:
-                counters: list[tuple[Sequence[str], Any]] = (
-                    list(counter._metrics.items()) if names else [((), counter)]
-                )
-                for values, child in counters:
-                    lines = prefixes.get((index, values))
-                    if lines is None:
-                        lines = prefixes[index, values] = _prefixes(wrapper, names, values)
-                    out.append(f"{lines[0]}{format_value(child._value.get())}\n")
-            histogram = self._histograms[index]
-            if histogram is not None:
-                histograms: list[tuple[Sequence[str], Any]] = (
-                    list(histogram._metrics.items()) if names else [((), histogram)]
-                )
-                for values, child in histograms:
-                    lines = prefixes.get((index, values))
-                    if lines is None:
-                        lines = prefixes[index, values] = _prefixes(wrapper, names, values)
-                    total = 0.0
-                    for prefix, bucket in zip(lines, child._buckets, strict=False):
-                        total += bucket.get()
-                        out.append(f"{prefix}{format_value(total)}\n")
-                    out.append(f"{lines[-2]}{format_value(total)}\n")
-                    if child._upper_bounds[0] >= 0:
-                        out.append(f"{lines[-1]}{format_value(child._sum.get())}\n")
+            counter = self._counters[index] is not None
+            if not counter and self._histograms[index] is None:
+                continue
+            children: list[tuple[Sequence[str], Any]] = (
+                list(wrapper._metrics.items()) if names else [((), wrapper)]
+            )
+            seen += len(children)
+            for values, child in children:
+                slot = slots.get(child)
+                if slot is None:
+                    slot = slots[child] = _Child(_prefixes(wrapper, names, values))
+                if counter:
+                    # The float itself, not through get()'s lock: one attribute read is
+                    # atomic, and counters move on the event loop that scrapes.
+                    value = child._value._value
+                    if value != slot.value:
+                        slot.value = value
+                        slot.text = f"{slot.prefixes[0]}{format_value(value)}\n"
+                    out.append(slot.text)
+                    continue
+                # A histogram: cumulative buckets, then _count and _sum.
+                buckets = tuple([bucket._value for bucket in child._buckets])
+                value = child._sum._value if child._upper_bounds[0] >= 0 else None
+                if buckets != slot.buckets or value != slot.value:
+                    slot.buckets = buckets
+                    slot.value = value
+                    slot.text = _histogram_text(slot.prefixes, buckets, value)
+                out.append(slot.text)
+        if len(slots) != seen:  # children were removed: forget them
+            self._slots = {
+                child: slots[child]
+                for wrapper, names in self._families
+                for child in (wrapper._metrics.values() if names else (wrapper,))
+                if child in slots
+            }
         return "".join(out)
+
+
+@dataclass(slots=True)
+class _Child:
+    """One counter or histogram child: its sample prefixes and its text of last time."""
+
+    prefixes: tuple[str, ...]
+    value: float | None = None
+    """The counter's value, or the histogram's sum, the text was written for."""
+    buckets: tuple[float, ...] = ()
+    """The histogram's bucket counts the text was written for."""
+    text: str = ""
+
+
+def _histogram_text(
+    prefixes: tuple[str, ...], buckets: tuple[float, ...], total_sum: float | None
+) -> str:
+    """A histogram child's cumulative ``_bucket`` lines, ``_count``, then ``_sum``."""
+    out: list[str] = []
+    total = 0.0
+    for prefix, count in zip(prefixes, buckets, strict=False):
+        total += count
+        out.append(f"{prefix}{format_value(total)}\n")
+    out.append(f"{prefixes[-2]}{format_value(total)}\n")
+    if total_sum is not None:
+        out.append(f"{prefixes[-1]}{format_value(total_sum)}\n")
+    return "".join(out)
 
 
 def _prefixes(
