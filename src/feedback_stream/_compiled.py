@@ -72,6 +72,7 @@ CORE_MODULES: Final = (
     "partition",
     "payload",
     "scores",
+    "window_text",
     "windows",
 )
 """The modules mypyc compiles (``feedback_stream.<name>``): the per-record path."""

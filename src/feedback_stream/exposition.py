@@ -73,6 +73,12 @@ from feedback_stream.prometheus import (
     WindowCollector,
 )
 from feedback_stream.prometheus_scores import KIND_GAUGE, SCORE_GAUGES
+from feedback_stream.window_text import (
+    REWARD_VALUE,
+    escape_label_value,
+    format_value,
+    window_lines,
+)
 
 __all__ = [
     "OPENMETRICS_CONTENT_TYPE",
@@ -89,39 +95,6 @@ __all__ = [
 TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _INF: Final = math.inf
-_BIG: Final = 1e308
-
-
-def format_value(value: float) -> str:
-    """A sample value as Go writes it, as Prometheus' own clients do.
-
-    ``+Inf``, ``-Inf``, ``NaN``; otherwise Python's shortest round-trip
-    ``repr``, switched to an exponent where Go's ``%g`` would be for positive
-    numbers of 8 or more integer digits (``12345678.0`` -> ``1.2345678e+07``),
-    exactly as ``prometheus_client.utils.floatToGoString``.
-    """
-    if -_BIG < value < 1e6:  # the common case: no exponent switch, no special value
-        return repr(float(value))
-    value = float(value)
-    if value == _INF:
-        return "+Inf"
-    if value == -_INF:
-        return "-Inf"
-    if value != value:
-        return "NaN"
-    text = repr(value)
-    dot = text.find(".")
-    if value > 0 and dot > 6:
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return text
-
-
-def escape_label_value(value: str) -> str:
-    """A label value, to stand between double quotes: backslash, ``"`` and LF escaped."""
-    if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return value
 
 
 def escape_help(doc: str, *, openmetrics: bool) -> str:
@@ -171,12 +144,11 @@ _COMPARISON: Final = tuple(_Family.of((name, doc)) for name, doc, _ in COMPARISO
 _CACHED: Final = (*_WINDOW, *_SCORES, _UNLABELLED[4])
 """Families whose samples of a window depend only on the window's counts
 (the labelled rows' mean confidence is the last)."""
-_AVERAGES: Final = ("macro", "micro", "weighted")
 
-# Positions in ``_CACHED``.
-_OUTCOMES, _KNOWN, _CORRECT, _ACCURACY, _CI_LOWER, _CI_UPPER = range(6)
-_PRECISION, _RECALL, _F1, _SUPPORT, _AVG_PRECISION, _AVG_RECALL, _AVG_F1 = range(6, 13)
-_REWARD_PAIRS, _REWARD_VALUE = 13, 14
+_CACHED_NAMES: Final = tuple(family.name for family in _CACHED)
+# Positions in ``_CACHED``: the window families as :mod:`feedback_stream.window_text`
+# numbers them, then the score families, then the labelled rows' mean confidence.
+assert len(_WINDOW) == REWARD_VALUE + 1
 _SCORE0 = len(_WINDOW)
 _CONFIDENCE = len(_CACHED) - 1
 
@@ -208,6 +180,8 @@ class _Window:
     """Per family of ``_CACHED`` (or of the comparison families), its lines ("" for none)."""
     values: tuple[str, ...] = ()
     """A comparison window's label values, in :data:`COMPARISON_LABELS` order."""
+    idle: str = ""
+    """The pending-rows sample of the window while it has none pending (``0.0``)."""
     classes: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     """Per class admitted by the guard (once admitted, always), the precision, recall,
     F1 and support sample names with the class's label set, up to the value."""
@@ -321,7 +295,13 @@ class WindowGauges:
                 for bucket, text in zip(cached, window.lines, strict=True):
                     if text:
                         bucket.append(text)
-                _estimate_lines(unlabelled, window.labels, sums.get(name))
+                window_sums = sums.get(name)
+                if window_sums is None or not window_sums.rows:  # nothing pending: no estimate
+                    if not window.idle:
+                        window.idle = f"{_UNLABELLED[3].name}{{{window.labels}}} 0.0\n"
+                    unlabelled[3].append(window.idle)
+                else:
+                    _estimate_lines(unlabelled, window.labels, window_sums)
         self._models = seen
         lag = "".join(
             f'{_MODEL[3].name}{{partition="{partition}",topic="{escape_label_value(topic)}"}} '
@@ -411,67 +391,23 @@ class WindowGauges:
         )
 
     def _lines(self, key: ModelKey, window: _Window, counts: Counts) -> tuple[str, ...]:
-        """Per family of ``_CACHED``, the lines of one window of one model.
-
-        ``repr`` is :func:`format_value`'s common case, tested inline: one call
-        fewer for each of ~60 values a window.
-        """
+        """Per family of ``_CACHED``, the lines of one window of one model."""
         m = compute(counts, matrix=False)
         labels = window.labels
         lines = [""] * len(_CACHED)
+        guard = self._guard
+        window_lines(
+            m,
+            labels,
+            _CACHED_NAMES,
+            window.classes,
+            lambda label: guard.admits_class(key, label),
+            lines,
+        )
 
         def put(index: int, value: float) -> None:
-            text = repr(float(value)) if -_BIG < value < 1e6 else format_value(value)
-            lines[index] = f"{_CACHED[index].name}{{{labels}}} {text}\n"
+            lines[index] = f"{_CACHED_NAMES[index]}{{{labels}}} {format_value(value)}\n"
 
-        put(_OUTCOMES, m.outcomes)
-        put(_KNOWN, m.known)
-        put(_CORRECT, m.correct)
-        put(_REWARD_PAIRS, m.reward_count)
-        put(_REWARD_VALUE, m.reward_sum)
-        if m.accuracy is not None:
-            put(_ACCURACY, m.accuracy)
-        if m.accuracy_ci95 is not None:
-            put(_CI_LOWER, m.accuracy_ci95[0])
-            put(_CI_UPPER, m.accuracy_ci95[1])
-        precision: list[str] = []
-        recall: list[str] = []
-        f1: list[str] = []
-        support: list[str] = []
-        guard = self._guard
-        known = window.classes
-        for label, cm in m.per_class.items():
-            prefixes = known.get(label)
-            if prefixes is None:
-                if not guard.admits_class(key, label):
-                    continue
-                cl = f'{{class="{escape_label_value(label)}",{labels}}} '
-                prefixes = known[label] = (
-                    f"{_CACHED[_PRECISION].name}{cl}",
-                    f"{_CACHED[_RECALL].name}{cl}",
-                    f"{_CACHED[_F1].name}{cl}",
-                    f"{_CACHED[_SUPPORT].name}{cl}",
-                )
-            # Ratios in [0, 1] and a count: never past format_value's common case.
-            precision.append(f"{prefixes[0]}{cm.precision!r}\n")
-            recall.append(f"{prefixes[1]}{cm.recall!r}\n")
-            f1.append(f"{prefixes[2]}{cm.f1!r}\n")
-            support.append(f"{prefixes[3]}{format_value(cm.support)}\n")
-        lines[_PRECISION] = "".join(precision)
-        lines[_RECALL] = "".join(recall)
-        lines[_F1] = "".join(f1)
-        lines[_SUPPORT] = "".join(support)
-        averages: list[list[str]] = [[], [], []]
-        for name, prf in zip(_AVERAGES, (m.macro, m.micro, m.weighted), strict=True):
-            if prf is None or any(math.isnan(v) for v in prf):
-                continue
-            al = f'{{average="{name}",{labels}}} '
-            for i in range(3):
-                averages[i].append(
-                    f"{_CACHED[_AVG_PRECISION + i].name}{al}{format_value(prf[i])}\n"
-                )
-        for i in range(3):
-            lines[_AVG_PRECISION + i] = "".join(averages[i])
         quality = m.quality
         scored = 0
         for part in (quality.binary, quality.probability, quality.regression):
