@@ -184,8 +184,11 @@ class ModelCounters:
     confusion_retracted: Counter[tuple[str, str]] = field(default_factory=Counter)
     reward_count: int = 0
     reward_sum: float = 0.0
+    """Sum of the non-negative rewards: ``feedback_stream_reward_sum_total``, a
+    counter, which cannot go down (negative rewards are counted, not summed)."""
     reward_retracted_count: int = 0
     reward_retracted_sum: float = 0.0
+    """Sum of the non-negative rewards taken back by amendments."""
     needs_kind: int = 0
     """Responses refused because their kind must be declared (``needs_kind``)."""
     labelled_delay_buckets: list[int] = field(default_factory=list)
@@ -387,7 +390,8 @@ class PartitionState:
                 counters.confusion_retracted[(outcome.truth, outcome.predicted)] += 1
             if outcome.reward is not None:
                 counters.reward_retracted_count += 1
-                counters.reward_retracted_sum += outcome.reward
+                if outcome.reward >= 0:
+                    counters.reward_retracted_sum += outcome.reward
             if outcome.row == 0:
                 self._pair_counts(counters, outcome, -1)
         for outcome in result.applied:
@@ -404,7 +408,8 @@ class PartitionState:
                 counters.confusion_applied[(outcome.truth, outcome.predicted)] += 1
             if outcome.reward is not None:
                 counters.reward_count += 1
-                counters.reward_sum += outcome.reward
+                if outcome.reward >= 0:
+                    counters.reward_sum += outcome.reward
             if outcome.row == 0:
                 self._pair_counts(counters, outcome, 1)
             last = counters.last_feedback_time

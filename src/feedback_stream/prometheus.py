@@ -413,7 +413,11 @@ class ServiceMetrics:
                 for (truth, predicted), n in confusion.items():
                     add(side.confusion(key, truth, predicted), n)
                 add(side.reward_count, count)
+                # The state's sums leave negative rewards out, as _count does.
                 add(side.reward_sum, max(0.0, total))
+            if counters.needs_kind:
+                needs_kind = self.needs_kind.labels(*self.guard.model_labels(key))
+                add(needs_kind._value, counters.needs_kind)
             add(series.responses, counters.responses)
             add(series.labelled, counters.labelled)
             add(series.conflicts, counters.conflicts)
