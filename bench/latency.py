@@ -155,11 +155,11 @@ def _ready_line(proc: subprocess.Popen[str], prefix: str) -> str:
 
 
 async def _measure(
-    bootstrap: str, records: list[WireRecord], rate: float, ours: bool
+    bootstrap: str, records: list[WireRecord], rate: float, ours: bool, whole: bool = False
 ) -> tuple[list[float], float, dict[str, Any]]:
     topic = new_topic_name("bench-latency")
     await create_topic(bootstrap, topic, 1)
-    mode = "serve" if ours else "raw"
+    mode = ("serve-whole" if whole else "serve") if ours else "raw"
     proc = _start(
         [sys.executable, "-m", "bench.latency", mode, "--bootstrap", bootstrap, "--topic", topic]
     )
@@ -235,7 +235,38 @@ def run(ctx: Context) -> list[Figure]:
                     },
                 )
             )
+        if rate == RATES[-1] and ctx.scale >= 0.01:
+            figures.append(_stall_figure(ctx.bootstrap_address, records, rate, stats))
     return figures
+
+
+def _stall_figure(
+    bootstrap: str, records: list[WireRecord], rate: float, sliced: dict[str, Any]
+) -> Figure:
+    """The longest the state commit holds consumption up: taken in slices vs whole.
+
+    The same stream again, with the takes between batches off (the stage
+    takes the whole second's changes, as before slicing). A stall is the
+    stage's or a take's (whichever is longer), p99 over the run.
+    """
+    ours, _, whole = asyncio.run(_measure(bootstrap, records, rate, True, whole=True))
+
+    def worst(stats: dict[str, Any]) -> float:
+        return max(float((stats.get(k) or {}).get("p99_ms", 0.0)) for k in ("commit", "prestage"))
+
+    return Figure(
+        benchmark="latency",
+        name=f"state commit stall under the batch lock, p99 at {int(rate) // 1000}k records/s",
+        value=worst(sliced),
+        unit="ms",
+        baseline_name="the same with the whole interval staged at once",
+        baseline_value=worst(whole),
+        detail={
+            "sliced": {k: sliced.get(k) for k in ("commit", "prestage", "gc_pause")},
+            "whole": {k: whole.get(k) for k in ("commit", "prestage", "gc_pause")},
+            "whole_p99_latency_ms": percentile(ours, 99) if ours else None,
+        },
+    )
 
 
 # -- children ------------------------------------------------------------------------
@@ -277,10 +308,11 @@ async def _serve(args: argparse.Namespace) -> None:
             gc_pauses.append(pause)
             gc_by_generation[info["generation"]].append(pause)
 
-    gc.callbacks.append(on_gc)
     service = _Timed(settings)
     await service.start()
     as_in_service_run()
+    # From here: the start-up's full collection (tune_collector) is no pause of the stream.
+    gc.callbacks.append(on_gc)
     try:
         commits = time_commits(service)
         prestages = _time_prestages(service)
@@ -358,11 +390,15 @@ async def _raw(args: argparse.Namespace) -> None:
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency")
-    parser.add_argument("mode", choices=("serve", "raw"))
+    parser.add_argument("mode", choices=("serve", "serve-whole", "raw"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args) if args.mode == "serve" else _raw(args))
+    if args.mode == "serve-whole":
+        from feedback_stream.kafka import state_store
+
+        state_store.PRESTAGE_INTERVAL_S = float("inf")  # type: ignore[misc]
+    asyncio.run(_raw(args) if args.mode == "raw" else _serve(args))
     return 0
 
 
