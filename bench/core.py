@@ -9,7 +9,7 @@ ratio says how much of a pure parse our whole pipeline costs.
 
 Both run under the garbage-collector settings the service applies when it
 starts (:func:`feedback_stream._gc.tune_collector`: start-up objects frozen,
-a young collection every 50,000 allocations), restored afterwards. The
+a young collection every ``YOUNG_THRESHOLD`` allocations), restored afterwards. The
 figure's ``core`` detail says whether the core ran compiled (mypyc) or as
 pure Python (:mod:`feedback_stream._compiled`).
 """

@@ -35,6 +35,7 @@ from typing import Any
 from bench._timing import percentile
 from bench._worker import ROOT, as_in_service_run
 from bench.broker import create_topic, delete_topics, new_topic_name
+from bench.core import WINDOWS
 from bench.kafka_e2e import service_settings, time_commits
 from bench.result import Context, Figure
 from bench.stream import WireRecord, bench_config, wire_stream
@@ -237,7 +238,86 @@ def run(ctx: Context) -> list[Figure]:
             )
         if rate == RATES[-1] and ctx.scale >= 0.01:
             figures.append(_stall_figure(ctx.bootstrap_address, records, rate, stats))
+    figures.append(_gc_figure(max(20_000, int(rate * seconds * 2))))
     return figures
+
+
+_OLD_YOUNG_THRESHOLD = (50_000, 20)
+"""The collector settings before young collections were made smaller (the baseline)."""
+
+
+def _gc_figure(count: int) -> Figure:
+    """Young-collection pauses, the service's collector settings vs the earlier ones.
+
+    Each in a fresh process: the latency stream (twice the run's records)
+    through the engine, with the changelog tracker taking changes every 500
+    records as the state store does; every collection's pause timed with
+    ``gc.callbacks``, and the process CPU time of the whole loop.
+    """
+    from feedback_stream._gc import MIDDLE_THRESHOLD, YOUNG_THRESHOLD
+
+    runs = {}
+    for young, middle in ((YOUNG_THRESHOLD, MIDDLE_THRESHOLD), _OLD_YOUNG_THRESHOLD):
+        argv = [sys.executable, "-m", "bench.latency", "gc", "--records", str(count)]
+        proc = _start([*argv, "--young", str(young), "--middle", str(middle)])
+        runs[young] = json.loads(_ready_line(proc, "GC "))
+        proc.wait()
+    ours, old = runs[YOUNG_THRESHOLD], runs[_OLD_YOUNG_THRESHOLD[0]]
+    return Figure(
+        benchmark="latency",
+        name="young garbage collection pause, p99",
+        value=ours["young_p99_ms"],
+        unit="ms",
+        baseline_name=f"every {_OLD_YOUNG_THRESHOLD[0]:,} allocations (before)",
+        baseline_value=old["young_p99_ms"],
+        detail={"ours": ours, "before": old, "young_threshold": YOUNG_THRESHOLD},
+    )
+
+
+def _gc_child(args: argparse.Namespace) -> None:
+    from feedback_stream._gc import tune_collector
+    from feedback_stream.changelog import ChangeTracker
+    from feedback_stream.decode import decode_kafka_record
+    from feedback_stream.engine import ALL_PARTITIONS, Engine
+    from feedback_stream.events import SourcePosition
+
+    records = _records(args.records)
+    engine = Engine(WINDOWS)
+    tracker = ChangeTracker("*", engine.state(ALL_PARTITIONS))
+    tune_collector()
+    gc.set_threshold(args.young, args.middle, gc.get_threshold()[2])
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses[info["generation"]].append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(on_gc)
+    cpu = time.process_time()
+    for start in range(0, len(records), 50):
+        engine.process_events(
+            [
+                decode_kafka_record(r.headers, r.value, r.timestamp, SourcePosition("t", 0, i))
+                for i, r in enumerate(records[start : start + 50], start)
+            ]
+        )
+        if start % 500 == 0:
+            tracker.changes()
+    cpu = time.process_time() - cpu
+    gc.callbacks.remove(on_gc)
+    young = sorted(p * 1000.0 for p in pauses[0])
+    out = {
+        "young_p99_ms": percentile(young, 99) if young else 0.0,
+        "young_p50_ms": percentile(young, 50) if young else 0.0,
+        "young_count": len(young),
+        "collector_ms": sum(sum(p) for p in pauses.values()) * 1000.0,
+        "older_collections": len(pauses[1]) + len(pauses[2]),
+        "cpu_s": cpu,
+    }
+    print("GC " + json.dumps(out), flush=True)
 
 
 def _stall_figure(
@@ -390,10 +470,16 @@ async def _raw(args: argparse.Namespace) -> None:
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency")
-    parser.add_argument("mode", choices=("serve", "serve-whole", "raw"))
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
+    parser.add_argument("mode", choices=("serve", "serve-whole", "raw", "gc"))
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--topic")
+    parser.add_argument("--records", type=int, default=0)
+    parser.add_argument("--young", type=int, default=0)
+    parser.add_argument("--middle", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.mode == "gc":
+        _gc_child(args)
+        return 0
     if args.mode == "serve-whole":
         from feedback_stream.kafka import state_store
 
