@@ -398,6 +398,12 @@ async def _serve(args: argparse.Namespace) -> None:
         prestages = _time_prestages(service)
         assert service.kafka is not None
         await service.kafka.assigned_once.wait()
+        # Ready once the state is restored and the partition consumed: a new broker's
+        # transaction log may take seconds to come up (within a minute).
+        for _ in range(1200):
+            if service.kafka.assigned:
+                break
+            await asyncio.sleep(0.05)
         print(f"READY {service.http_port}", flush=True)
         await asyncio.to_thread(sys.stdin.read)
     finally:
