@@ -73,6 +73,7 @@ from feedback_stream.prometheus import (
     WindowCollector,
 )
 from feedback_stream.prometheus_scores import KIND_GAUGE, SCORE_GAUGES
+from feedback_stream.scores import ModelKind
 from feedback_stream.window_text import (
     REWARD_VALUE,
     escape_label_value,
@@ -177,9 +178,11 @@ class _Window:
     """``deployment="d",model="m",namespace="n",predictor="p",window="w"``"""
     fingerprint: _Fingerprint | None
     lines: tuple[str, ...]
-    """Per family of ``_CACHED`` (or of the comparison families), its lines ("" for none)."""
+    """A comparison window's lines, per comparison family ("" for none)."""
     values: tuple[str, ...] = ()
     """A comparison window's label values, in :data:`COMPARISON_LABELS` order."""
+    parts: tuple[tuple[int, str], ...] = ()
+    """A model window's lines of last time: (position in ``_CACHED``, text), none empty."""
     idle: str = ""
     """The pending-rows sample of the window while it has none pending (``0.0``)."""
     classes: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
@@ -192,6 +195,9 @@ class _Model:
     labels: str
     """The model's four labels, sorted: ``deployment=..,model=..,namespace=..,predictor=..``."""
     windows: dict[str, _Window]
+    kind: tuple[ModelKind, bool] | None = None
+    """The (kind, declared) :attr:`kind_line` was written for."""
+    kind_line: str = ""
 
 
 class WindowGauges:
@@ -261,19 +267,22 @@ class WindowGauges:
                     {},
                 )
             seen[key] = model
-            kind, declared = engine.kind(key)
-            kind_labels = label_set(
-                ("namespace", "deployment", "predictor", "model", "kind", "declared"),
-                (
-                    key.namespace,
-                    key.deployment,
-                    key.predictor,
-                    key.model,
-                    kind.value,
-                    "true" if declared else "false",
-                ),
-            )
-            kinds.append(f"{_KIND.name}{{{kind_labels}}} 1.0\n")
+            kind = engine.kind(key)
+            if kind != model.kind:
+                kind_labels = label_set(
+                    ("namespace", "deployment", "predictor", "model", "kind", "declared"),
+                    (
+                        key.namespace,
+                        key.deployment,
+                        key.predictor,
+                        key.model,
+                        kind[0].value,
+                        "true" if kind[1] else "false",
+                    ),
+                )
+                model.kind = kind
+                model.kind_line = f"{_KIND.name}{{{kind_labels}}} 1.0\n"
+            kinds.append(model.kind_line)
             counters = engine.model_counters(key)
             if counters.responses:
                 value = format_value(min(1.0, counters.labelled / counters.responses))
@@ -290,11 +299,11 @@ class WindowGauges:
                 counts = engine.counts(key, name, now, share=True)
                 fingerprint = _fingerprint(counts)
                 if fingerprint != window.fingerprint:
-                    window.lines = self._lines(key, window, counts)
+                    lines = self._lines(key, window, counts)
+                    window.parts = tuple((i, text) for i, text in enumerate(lines) if text)
                     window.fingerprint = fingerprint
-                for bucket, text in zip(cached, window.lines, strict=True):
-                    if text:
-                        bucket.append(text)
+                for i, text in window.parts:
+                    cached[i].append(text)
                 window_sums = sums.get(name)
                 if window_sums is None or not window_sums.rows:  # nothing pending: no estimate
                     if not window.idle:
