@@ -55,7 +55,7 @@ def test_feedback_before_response_joins_when_the_response_comes() -> None:
     }
     result = store.add(response("p", 1.0, ("x",)))
     assert summary(result)["applied"] == [("a", 0, "x", True)]
-    assert result.labelled == [(A, 1.0)]
+    assert result.labelled == ((A, 1.0),)
 
 
 def test_the_same_event_twice_counts_once() -> None:
@@ -65,7 +65,7 @@ def test_the_same_event_twice_counts_once() -> None:
     assert len(store.add(first).applied) == 1
     again = store.add(feedback("p", 2.0, reward=1.0, ident="same"))
     assert again.status is EventStatus.DUPLICATE
-    assert again.applied == again.retracted == []
+    assert again.applied == again.retracted == ()
 
 
 def test_latest_feedback_time_wins_and_a_late_older_one_changes_nothing() -> None:
@@ -120,10 +120,10 @@ def test_row_mismatch_is_an_invalid_pair_reported_once() -> None:
     store = JoinStore()
     store.add(response("p", 1.0, ("x", "y")))
     result = store.add(feedback("p", 2.0, truth=("x",)))
-    assert result.applied == []
+    assert result.applied == ()
     assert [e.code for e in result.errors] == ["row_mismatch"]
     assert "1 truth rows" in result.errors[0].reason
-    assert store.add(feedback("p", 3.0, reward=1.0)).errors == []
+    assert store.add(feedback("p", 3.0, reward=1.0)).errors == ()
 
 
 def test_a_mismatched_amendment_leaves_the_valid_outcome() -> None:
@@ -131,7 +131,7 @@ def test_a_mismatched_amendment_leaves_the_valid_outcome() -> None:
     store.add(response("p", 1.0, ("x",)))
     store.add(feedback("p", 2.0, truth=("x",)))
     result = store.add(feedback("p", 3.0, truth=("x", "y")))
-    assert result.retracted == result.applied == []
+    assert result.retracted == result.applied == ()
     assert [e.code for e in result.errors] == ["row_mismatch"]
 
 
@@ -142,7 +142,7 @@ def test_earliest_response_per_model_wins_in_either_order() -> None:
         store = JoinStore()
         store.add(feedback("p", 2.0, reward=1.0))
         counted = store.add(first).responses + store.add(second).responses
-        assert counted == [A]  # a retry of the same puid is not a second response
+        assert counted == (A,)  # a retry of the same puid is not a second response
         assert [o.predicted for o in store.held_outcomes()] == ["y"]
 
 
@@ -153,14 +153,14 @@ def test_a_retry_arriving_after_the_feedback_replaces_the_outcome() -> None:
     retry = store.add(response("p", 0.5, ("y",)))
     assert [o.predicted for o in retry.retracted] == ["x"]
     assert [o.predicted for o in retry.applied] == ["y"]
-    assert retry.labelled == []  # the (puid, model) was labelled already
+    assert retry.labelled == ()  # the (puid, model) was labelled already
 
 
 def test_conflict_is_reported_per_pair() -> None:
     store = JoinStore()
     store.add(response("p", 1.0, ("t:2",)))
     result = store.add(feedback("p", 2.0, truth=("t:2",), reward=0.0))
-    assert result.conflicts == [A]
+    assert result.conflicts == (A,)
     assert [o.correct for o in result.applied] == [True]
 
 
@@ -174,7 +174,7 @@ def test_request_time_basis_uses_the_request_and_retimes_when_it_comes_late() ->
     assert [(o.time, o.request_time) for o in late.applied] == [(9.0, 9.0)]
     assert late.status is EventStatus.ACCEPTED
     other = store.add(request("p", 8.0, key=B))
-    assert other.applied == []  # a request of the same model is preferred
+    assert other.applied == ()  # a request of the same model is preferred
 
 
 def test_expiry_counts_the_parts_that_never_joined() -> None:
@@ -255,7 +255,7 @@ def test_unscorable_truth_for_a_response_without_classes_is_counted_once() -> No
     assert [e.code for e in result.errors] == ["unscorable"]
     assert [(o.truth, o.correct, o.reward) for o in result.applied] == [(None, True, 1.0)]
     again = store.add(feedback("p", 3.0, reward=0.0))
-    assert again.errors == []
+    assert again.errors == ()
     assert [(o.truth, o.correct) for o in again.applied] == [(None, False)]
 
 
@@ -276,13 +276,13 @@ def test_embedded_prediction_is_used_until_a_logged_response_comes() -> None:
     store = JoinStore()
     first = store.add(_client_feedback("p", 2.0, "x", "f1"))
     assert [(o.predicted, o.correct) for o in first.applied] == [("x", True)]
-    assert first.labelled == []
-    assert first.responses == []
+    assert first.labelled == ()
+    assert first.responses == ()
     logged = store.add(response("p", 1.0, ("y",)))
     assert [o.predicted for o in logged.retracted] == ["x"]
     assert [(o.predicted, o.correct) for o in logged.applied] == [("y", False)]
-    assert logged.responses == [A]
-    assert logged.labelled == [(A, 1.0)]
+    assert logged.responses == (A,)
+    assert logged.labelled == ((A, 1.0),)
     assert len(list(store.held_outcomes())) == 1  # never counted twice
 
 

@@ -132,7 +132,7 @@ def test_a_pending_puid_is_one_bytes_object_of_at_most_96_bytes() -> None:
     ]
     joined = store.add(_event(EventKind.FEEDBACK, "p", ANY, 20.0, "f", classes=("t:1",)))
     assert [o.correct for o in joined.applied] == [True]
-    assert joined.labelled == [(A, 9.5)]
+    assert joined.labelled == ((A, 9.5),)
     assert not isinstance(store._entries["p"], bytes)  # joined: amendable, held in full
 
 
@@ -251,7 +251,7 @@ def _streams(draw: st.DrawFn) -> list[Event]:
 
 
 def _outcomes(result: JoinResult) -> dict[str, Any]:
-    def rows(outcomes: list[Any]) -> list[Any]:
+    def rows(outcomes: tuple[Any, ...]) -> list[Any]:
         return [
             (
                 *(o.key, o.puid, o.row, o.predicted, o.truth, o.correct, o.reward, o.time),

@@ -42,7 +42,7 @@ import zlib
 from array import array
 from collections.abc import Iterator
 from collections.abc import Sequence as SequenceOf
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -437,26 +437,30 @@ class JoinResult:
     model key and the label delay (feedback time - response time).
     ``conflicts`` lists the model key of each applied pair whose reward
     contradicts its truth; ``errors`` the invalid pairs (row mismatch).
+
+    Each is a tuple, empty (the shared ``()``) unless the event changed
+    something of that kind: one result is made per event, and most events
+    change one or two of the six.
     """
 
     status: EventStatus
-    responses: list[ModelKey] = field(default_factory=list)
-    retracted: list[Outcome] = field(default_factory=list)
-    applied: list[Outcome] = field(default_factory=list)
-    labelled: list[tuple[ModelKey, float]] = field(default_factory=list)
-    conflicts: list[ModelKey] = field(default_factory=list)
-    errors: list[DecodeError] = field(default_factory=list)
+    responses: tuple[ModelKey, ...] = ()
+    retracted: tuple[Outcome, ...] = ()
+    applied: tuple[Outcome, ...] = ()
+    labelled: tuple[tuple[ModelKey, float], ...] = ()
+    conflicts: tuple[ModelKey, ...] = ()
+    errors: tuple[DecodeError, ...] = ()
 
     def __init__(self, status: EventStatus) -> None:
         # Written out: compiled (mypyc), an explicit __init__ is native code, a
         # dataclass's generated one runs interpreted (one result per record).
         self.status = status
-        self.responses = []
-        self.retracted = []
-        self.applied = []
-        self.labelled = []
-        self.conflicts = []
-        self.errors = []
+        self.responses = ()
+        self.retracted = ()
+        self.applied = ()
+        self.labelled = ()
+        self.conflicts = ()
+        self.errors = ()
 
 
 class JoinStore:
@@ -606,7 +610,7 @@ class JoinStore:
         else:
             self._entries[puid] = packed.with_response(held, deadline, response, ident)
         result = JoinResult(EventStatus.ACCEPTED)
-        result.responses.append(event.key)
+        result.responses = (event.key,)
         return result, None
 
     def _take(
@@ -636,13 +640,13 @@ class JoinStore:
                 read = self.kinds.interpret(event)
             if isinstance(read, DecodeError):
                 # Not joinable until its kind is known: counted, never read as junk classes.
-                result.errors.append(read)
+                result.errors += (read,)
                 return result
             classes, names, scores = read
             response = _Response(key, classes, event.time, False, names, scores, rank)
             if held is None:
                 entry.responses = _append(entry.responses, response)
-                result.responses.append(key)
+                result.responses += (key,)
             else:
                 # A retry under the same puid, earlier than the one held: it replaces it.
                 response.labelled = held.labelled
@@ -863,7 +867,7 @@ class JoinStore:
         pairs = entry.pairs
         if pairs:
             for gone in [k for k in pairs if k not in effective]:
-                result.retracted.extend(pairs.pop(gone).outcomes)
+                result.retracted += pairs.pop(gone).outcomes
         for key, response in effective.items():
             best: _Feedback | None = None
             for feedback in feedbacks:
@@ -875,7 +879,7 @@ class JoinStore:
                     best = feedback
             if best is None:
                 if pairs and key in pairs:
-                    result.retracted.extend(pairs.pop(key).outcomes)
+                    result.retracted += pairs.pop(key).outcomes
                 continue
             request_time = self._request_time(entry, key)
             if self.time_basis is TimeBasis.FEEDBACK:
@@ -888,7 +892,7 @@ class JoinStore:
             if old is not None:
                 if old.feedback is best and old.time == time and old.response.same(response):
                     continue
-                result.retracted.extend(old.outcomes)
+                result.retracted += old.outcomes
                 if old.feedback is not best:
                     result.status = EventStatus.AMENDED
             truth = _truth(best, response)
@@ -916,14 +920,14 @@ class JoinStore:
             ):
                 head.conflict = True
                 if old is None or old.feedback is not best or not old.response.same(response):
-                    result.conflicts.append(key)
+                    result.conflicts += (key,)
             pairs[key] = _Pair(best, response, time, outcomes)
-            result.applied.extend(outcomes)
+            result.applied += outcomes
             if response.logged and not response.labelled:
                 response.labelled = True
                 if response.scores is not None:
                     self._release_unlabelled(puid, response)
-                result.labelled.append((key, best.time - response.time))
+                result.labelled += ((key, best.time - response.time),)
 
     def _check(
         self,
@@ -946,7 +950,7 @@ class JoinStore:
         key = response.key
         if response.classes[0] == UNCLASSIFIED:
             if self._mark(entry, key, feedback.rank, "u"):
-                result.errors.append(
+                result.errors += (
                     DecodeError(
                         f"feedback for puid {puid} has a truth but the response of model "
                         f"{key.model or '?'} holds no classes to compare it with",
@@ -954,12 +958,12 @@ class JoinStore:
                         None,
                         _FEEDBACK_TYPE,
                         puid,
-                    )
+                    ),
                 )
             return True
         if len(truth) != len(response.classes):
             if self._mark(entry, key, feedback.rank, "m"):
-                result.errors.append(
+                result.errors += (
                     DecodeError(
                         f"feedback for puid {puid} has {len(truth)} truth rows but the response "
                         f"of model {key.model or '?'} has {len(response.classes)}",
@@ -967,7 +971,7 @@ class JoinStore:
                         None,
                         _FEEDBACK_TYPE,
                         puid,
-                    )
+                    ),
                 )
             return False
         return True

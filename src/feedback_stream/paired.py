@@ -60,12 +60,61 @@ RIGHT: Final = "1"
 WRONG: Final = "0"
 
 
-@dataclass(frozen=True, slots=True, order=True)
 class Comparison:
-    """A baseline model and a candidate model of one deployment."""
+    """A baseline model and a candidate model of one deployment.
 
-    baseline: ModelKey
-    candidate: ModelKey
+    Immutable (``Final`` attributes), hashable, ordered by (baseline,
+    candidate). A plain class rather than a frozen dataclass: one is made
+    and hashed per paired outcome, and compiled (mypyc) its constructor is
+    native code and its hash a stored field, where a dataclass's would run
+    interpreted.
+    """
+
+    __slots__ = ("_hash", "baseline", "candidate")
+
+    def __init__(self, baseline: ModelKey, candidate: ModelKey) -> None:
+        self.baseline: Final = baseline
+        self.candidate: Final = candidate
+        self._hash: Final = hash((baseline, candidate))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Comparison):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.baseline == other.baseline
+            and self.candidate == other.candidate
+        )
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def _fields(self) -> tuple[ModelKey, ModelKey]:
+        return (self.baseline, self.candidate)
+
+    def __lt__(self, other: Comparison) -> bool:
+        return self._fields() < other._fields()
+
+    def __le__(self, other: Comparison) -> bool:
+        return self._fields() <= other._fields()
+
+    def __gt__(self, other: Comparison) -> bool:
+        return self._fields() > other._fields()
+
+    def __ge__(self, other: Comparison) -> bool:
+        return self._fields() >= other._fields()
+
+    def __reduce__(self) -> tuple[type[Comparison], tuple[ModelKey, ModelKey]]:
+        return (Comparison, self._fields())  # the hash is per process: recompute it
+
+    def __repr__(self) -> str:
+        return f"Comparison(baseline={self.baseline!r}, candidate={self.candidate!r})"
 
     @property
     def namespace(self) -> str:
@@ -150,6 +199,12 @@ class _Held:
     pair: Outcome
     baseline_seq: int
     candidate_seq: int
+
+    def __init__(self, pair: Outcome, baseline_seq: int, candidate_seq: int) -> None:
+        # Written out: compiled (mypyc), an explicit __init__ is native code.
+        self.pair = pair
+        self.baseline_seq = baseline_seq
+        self.candidate_seq = candidate_seq
 
 
 AppliedOf = Callable[[str], Mapping[ModelKey, Sequence[Outcome]]]
