@@ -293,20 +293,24 @@ def _lower_headers(
         fast: dict[str, str] = {}
         known = _LOWER_NAMES
         try:
-            for name, raw in headers:
+            for item in headers:
+                if type(item) is not tuple or len(item) != 2:
+                    break  # aiokafka's are pairs; anything else, the general loop
+                name, raw = item[0], item[1]
                 if not isinstance(raw, bytes) or not isinstance(name, str):
                     break
-                if name not in known:  # a cheap probe: producers use a handful of names
+                # Typed bytes, compiled (mypyc), this is a direct UTF-8 decode, not a
+                # method lookup and call per header. The insertion hashes the name
+                # (the hash is kept in the string), so the probe after it is cheap.
+                fast[name] = raw.decode("utf-8")
+                if name not in known:  # producers use a handful of names
                     if name != name.lower():
                         break
                     if len(known) < _KEYS_MAX:
                         known.add(name)
-                # Typed bytes, compiled (mypyc), this is a direct UTF-8 decode, not a
-                # method lookup and call per header.
-                fast[name] = raw.decode("utf-8")
             else:
                 return fast
-        except (TypeError, ValueError):  # not pairs; UnicodeDecodeError is a ValueError
+        except (TypeError, ValueError):  # UnicodeDecodeError is a ValueError
             pass
     elif type(headers) is dict and all(type(v) is str and v.isascii() for v in headers.values()):
         # The replay (and HTTP) fast path: a plain dict of ASCII strings.

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import heapq
 import struct
-import zlib
 from array import array
 from collections.abc import Iterator
 from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
+from zlib import adler32, crc32
 
 from feedback_stream import packed
 from feedback_stream.decode import DecodeError
@@ -100,7 +100,7 @@ def identity_hash(identity: tuple[str, ...]) -> int:
     colliding on 64 bits is not a practical concern.
     """
     raw = "\x1f".join(identity).encode("utf-8", "surrogatepass")
-    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
+    return (crc32(raw) << 32) | adler32(raw)
 
 
 @dataclass(slots=True, eq=False)
