@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedback_stream.events import Event, EventKind, ModelKey
 from feedback_stream.join import EventStatus, JoinResult, JoinStore, identity_hash
@@ -366,3 +368,25 @@ def test_without_the_prediction_in_the_feedback_a_contradiction_counts() -> None
         _mirrored_feedback("p", SHADOW, 1.0, ("x",), shown=None),
     ]
     assert _conflicts(events) == {"shadow": 1}
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdefgh"), st.sampled_from((0.0, 0.001, 0.002, 5.0))),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_pending_cap_evicts_in_deadline_then_puid_order_whatever_the_arrival(
+    arrivals: list[tuple[str, float]],
+) -> None:
+    # A restored store knows the entries, not the order they came in, so the
+    # live store must not depend on it either: equal deadlines leave by puid.
+    store = JoinStore(ttl=10.0)
+    store.dropped = []
+    last: dict[str, float] = {}
+    for puid, time in arrivals:
+        store.add(response(puid, time, ("x",)))
+        last[puid] = max(time, last.get(puid, time))
+    store.evict_oldest(len(last))
+    assert store.dropped == sorted(last, key=lambda puid: (last[puid] + 10.0, puid))

@@ -364,7 +364,7 @@ def _effective(entry: _Entry, feedbacks: SequenceOf[_Feedback]) -> dict[ModelKey
 
 
 class _Deadlines:
-    """When each entry may expire, in deadline order: a FIFO, and a heap for the rest.
+    """When each entry may expire, in (deadline, puid) order: a FIFO, and a heap for the rest.
 
     Event times mostly grow, so deadlines (time + TTL) mostly arrive in
     order. Those go to a FIFO of two parallel arrays, the deadlines as
@@ -387,7 +387,13 @@ class _Deadlines:
 
     def push(self, deadline: float, puid: str) -> None:
         times = self._times
-        if self._head == len(times) or deadline >= times[-1]:
+        if self._head == len(times) or deadline > times[-1]:
+            times.append(deadline)
+            self._puids.append(puid)
+        elif deadline == times[-1] and puid >= self._puids[-1]:
+            # Equal deadlines leave in puid order, not arrival order, so that a
+            # restored queue (``load``) evicts at the pending cap what the live
+            # one would have (a restore does not know the arrival order).
             times.append(deadline)
             self._puids.append(puid)
         else:
@@ -398,8 +404,12 @@ class _Deadlines:
         times, late, head = self._times, self._late, self._head
         if head < len(times):
             first = times[head]
-            if first < now and (not late or first <= late[0][0]):
-                puids = self._puids
+            puids = self._puids
+            if first < now and (
+                not late
+                or first < late[0][0]
+                or (first == late[0][0] and puids[head] <= late[0][1])
+            ):
                 puid = puids[head]
                 puids[head] = ""  # the FIFO no longer keeps the puid alive
                 head += 1
