@@ -33,6 +33,13 @@ partitions); a partition is resumed, at its committed offset, only once its
 state is restored. A revoke during a restore cancels it and hands back what
 it had built. Shutdown (:meth:`KafkaSource.stop`)
 finishes the batch in hand, commits, revokes and leaves the group.
+
+With ``route=puid`` and durable state one state covers every partition, so
+a group runs one processor. A member assigned only part of the input (a
+rolling update's surge pod has joined, or a second replica) holds it
+paused, without restoring, until a rebalance gives it everything: two
+members would otherwise both restore that state, both export every count,
+and fence each other's transactions. ``/readyz`` says why meanwhile.
 """
 
 from __future__ import annotations
@@ -145,6 +152,12 @@ class KafkaSource:
         """The committer's write in flight, and the offsets it commits."""
         self._restoring: dict[TopicPartition, asyncio.Task[None]] = {}
         """Partitions assigned whose state is being restored (paused), and the restore."""
+        self._one_state = (
+            committer is not None and settings.route == "puid" and not settings.repartition_topic
+        )
+        """route=puid with durable state: one state for every partition, one member."""
+        self._held: set[TopicPartition] = set()
+        """Partitions assigned (paused, not restored) while the group has other members."""
         self.assigned_once = asyncio.Event()
         """Set after the first assignment: part of the service's readiness."""
         self.batches = 0
@@ -240,6 +253,8 @@ class KafkaSource:
             return ""
         if self._restoring:
             return f"restoring the state of {len(self._restoring)} partitions"
+        if self._held:
+            return self._held_reason()
         consumer = self._consumer
         s = self._settings
         if consumer is None:
@@ -339,6 +354,7 @@ class KafkaSource:
             _log.warning("offset commit failed, partitions will be re-read: %s", exc)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._held -= revoked
         aborted = await self._abort_restores(revoked)
         async with self._lock:
             await self._commit_applied()
@@ -385,8 +401,39 @@ class KafkaSource:
                 if exc is not None:
                     raise exc
 
+    def _whole_input(self) -> set[TopicPartition] | None:
+        """Every partition of the subscribed topics, or None while metadata lacks one."""
+        consumer = self._require()
+        whole: set[TopicPartition] = set()
+        for topic in consumer.subscription():
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                return None
+            whole.update(TopicPartition(topic, p) for p in partitions)
+        return whole
+
+    def _held_reason(self) -> str:
+        group = self._settings.kafka_group_id
+        return (
+            f"route=puid keeps one state for every partition, so consumer group {group!r} "
+            f"runs one processor; this member got {len(self._held)} partitions of the input, "
+            "another member the rest. Holding them (not consuming) until the group has one "
+            "member again (a rolling update's old pod leaving) so nothing is counted twice; "
+            "run one replica, or route=partition on a puid-keyed topic (or with a "
+            "repartition_topic) to share the partitions"
+        )
+
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         new = assigned - self._assigned - set(self._restoring)
+        whole = self._whole_input() if self._one_state and new else None
+        if whole is not None and not whole <= assigned:
+            # The other member would restore the same state and fence this one's
+            # transactions; both would export every count meanwhile.
+            self._require().pause(*new)
+            self._held = set(new)
+            self.assigned_once.set()
+            _log.error("%s", self._held_reason())
+            return
         if new:
             # Not fetched until restored; the restore runs after this callback returns,
             # while aiokafka heartbeats again.

@@ -130,6 +130,20 @@ def state_name(key: StateKey) -> str:
     return "*" if key == ALL_PARTITIONS else f"{key[0]}/{key[1]}"
 
 
+def _fenced_reason(key: StateKey, exc: BaseException) -> str:
+    """Why a fenced processor stops, naming the usual cause for its route."""
+    reason = f"state {state_name(key)} is owned by another process now ({exc!r})"
+    if key == ALL_PARTITIONS:
+        reason += (
+            ": with route=puid a group keeps one state for every partition, so it runs "
+            "exactly one processor; a second member of the group (a second replica, a "
+            "surge pod of a rolling update) took the state over and this one stops. Run "
+            "one replica, or route=partition on a topic keyed by puid (or with a "
+            "repartition_topic) to share the partitions"
+        )
+    return reason
+
+
 @dataclass(slots=True)
 class _Owned:
     key: StateKey
@@ -644,9 +658,12 @@ class StateStore:
                 raise
             await producer.commit_transaction()
         except ProducerFenced as exc:
-            raise StateFenced(
-                f"state {state_name(owned.key)} is owned by another process now: {exc}"
-            ) from exc
+            raise StateFenced(_fenced_reason(owned.key, exc)) from exc
+        except AssertionError as exc:
+            # aiokafka's transaction manager asserts its state transitions: once
+            # a fence made it FATAL_ERROR (seen by a background request), the
+            # next begin_transaction fails this way instead of ProducerFenced.
+            raise StateFenced(_fenced_reason(owned.key, exc)) from exc
         except KafkaError as exc:
             if not _retriable(exc):
                 raise StateCommitFailed(
