@@ -302,7 +302,13 @@ class KafkaSource:
                 return
             records = [record for recs in owned.values() for record in recs]
             await self._handler.apply(records)
-            if self._committer is not None:
+            if self._committer is not None and (
+                sum(map(len, batch.values())) < self._settings.kafka_max_batch
+            ):
+                # Caught up (the batch did not fill): take the next commit's
+                # records in slices so its stall stays short. Reading a backlog,
+                # whole intervals cost less serialising (a key changed in ten
+                # slices is written once) and a stall matters less.
                 self._committer.prestage()
             offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
             self._consumed.update(offsets)
