@@ -71,8 +71,8 @@ Per-model counters travel in ``ModelCounters.to_dict`` / ``from_dict``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -83,6 +83,8 @@ from feedback_stream.outcomes import Outcome, TimeBasis, to_tick
 from feedback_stream.paired import Comparison
 from feedback_stream.partition import PartitionState
 from feedback_stream.windows import CountWindow, SlidingWindow, Window, WindowKind, WindowSpec
+
+_K = TypeVar("_K")
 
 __all__ = [
     "DERIVED_WINDOWS",
@@ -398,43 +400,30 @@ class ChangeTracker:
 
     def _collect_pairs(self) -> list[int]:
         """Pairs no derived window can hold again and the pair index no longer holds."""
-        state = self.state
-        if state.clock == float("-inf") or not self._pairs_written:
+        if not self._pairs_written:
             return []
-        horizon = to_tick(state.clock) - self._width_tick if self._width_tick is not None else None
-        keep = self._keep
-        pairing = state.pairing
-        gone: list[int] = []
-        for comparison, written in self._pairs_written.items():
-            live = self._pairs_live[comparison]
-            while written:
-                oldest = written[0]
-                if oldest.retracted:
-                    written.popleft()
-                    continue
-                if horizon is not None and oldest.tick > horizon:
-                    break
-                if keep is not None and live - 1 < keep:
-                    break
-                if pairing.holds(oldest):
-                    break
-                written.popleft()
-                live -= 1
-                gone.append(oldest.seq)
-            self._pairs_live[comparison] = live
-        return gone
+        return self._collect_from(self._pairs_written, self._pairs_live, self.state.pairing.holds)
 
     def _collect(self) -> list[int]:
         """Outcomes no derived window can hold again and the join store no longer holds."""
+        return self._collect_from(self._written, self._live, self.state.join.holds_outcome)
+
+    def _collect_from(
+        self,
+        written_by: dict[_K, deque[Outcome]],
+        live_by: dict[_K, int],
+        holds: Callable[[Outcome], bool],
+    ) -> list[int]:
+        """The seqs of ``written_by``'s oldest records that are out of every window and
+        no longer ``holds``-held, taken off ``written_by`` and counted off ``live_by``."""
         state = self.state
         if state.clock == float("-inf"):
             return []
         horizon = to_tick(state.clock) - self._width_tick if self._width_tick is not None else None
         keep = self._keep
-        join = state.join
         gone: list[int] = []
-        for key, written in self._written.items():
-            live = self._live[key]
+        for key, written in written_by.items():
+            live = live_by[key]
             while written:
                 oldest = written[0]
                 if oldest.retracted:
@@ -444,12 +433,12 @@ class ChangeTracker:
                     break
                 if keep is not None and live - 1 < keep:
                     break
-                if join.holds_outcome(oldest):
+                if holds(oldest):
                     break
                 written.popleft()
                 live -= 1
                 gone.append(oldest.seq)
-            self._live[key] = live
+            live_by[key] = live
         return gone
 
 
