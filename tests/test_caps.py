@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from feedback_stream.caps import OTHER_CLASS, OVERFLOW_KEY, Caps
+from feedback_stream.changelog import ChangeTracker, Restorer
 from feedback_stream.engine import ALL_PARTITIONS, Engine
 from feedback_stream.events import Event, EventKind, ModelKey, SourcePosition
 from feedback_stream.metrics import Counts, compute
@@ -104,6 +105,75 @@ def test_a_restored_snapshot_keeps_what_it_tracked() -> None:
     assert restored.model_keys() == engine.model_keys()
     _pair(restored, "p9", ModelKey("ns", "d9", "", "m"), "a", "a")
     assert len(restored.model_keys()) == 3  # the new model folds into the overflow
+
+
+_LABELS = st.sampled_from(["a", "b", "c", "d", "e"])
+
+
+def _capped(max_classes: int, allowlist: tuple[str, ...]) -> Engine:
+    return Engine(("total", "3"), caps=Caps(max_classes=max_classes, class_allowlist=allowlist))
+
+
+def _outcome(engine: Engine, i: int, predicted: str, truth: str | None) -> None:
+    """A response and its feedback: a true class, or only a reward (no true class)."""
+    position = SourcePosition("t", 0, i)
+    puid = f"p{i}"
+    engine.process_event(
+        Event(EventKind.RESPONSE, puid, KEY, 2.0 * i, ("r", puid), (predicted,), None, position)
+    )
+    classes = None if truth is None else (truth,)
+    reward = 0.5 if truth is None else None
+    engine.process_event(
+        Event(EventKind.FEEDBACK, puid, KEY, 2.0 * i + 1, ("f", puid), classes, reward, position)
+    )
+
+
+def _from_changelog(tracker: ChangeTracker, fresh: Engine) -> Engine:
+    restorer = Restorer("t/0")
+    for key, value in tracker.changes():
+        if value is not None:
+            restorer.add(key, value)
+    state, _ = restorer.build(fresh.specs, fresh.sequence, fresh.ttl, fresh.time_basis)
+    fresh.install(ALL_PARTITIONS, state)
+    return fresh
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    outcomes=st.lists(st.tuples(_LABELS, st.one_of(st.none(), _LABELS)), min_size=1, max_size=12),
+    cut=st.integers(0, 12),
+    max_classes=st.integers(1, 3),
+    allowlist=st.sampled_from([(), ("b",), ("a", "c")]),
+    changelog=st.booleans(),
+)
+def test_a_restored_state_folds_the_classes_an_uninterrupted_run_folds(
+    outcomes: list[tuple[str, str | None]],
+    cut: int,
+    max_classes: int,
+    allowlist: tuple[str, ...],
+    changelog: bool,
+) -> None:
+    """Live, the class cap tracks every class an outcome names, the predicted class of a
+    reward-only outcome too, and allowlisted classes take no place; a state restored
+    from a snapshot or its changelog tracks the same classes."""
+    cut = min(cut, len(outcomes))
+    plain = _capped(max_classes, allowlist)
+    for i, (predicted, truth) in enumerate(outcomes):
+        _outcome(plain, i, predicted, truth)
+    before = _capped(max_classes, allowlist)
+    tracker = ChangeTracker("t/0", before.state(ALL_PARTITIONS))
+    for i, (predicted, truth) in enumerate(outcomes[:cut]):
+        _outcome(before, i, predicted, truth)
+    fresh = _capped(max_classes, allowlist)
+    if changelog:
+        restored = _from_changelog(tracker, fresh)
+    else:
+        fresh.restore(ALL_PARTITIONS, before.snapshot(ALL_PARTITIONS))
+        restored = fresh
+    for i, (predicted, truth) in enumerate(outcomes[cut:], start=cut):
+        _outcome(restored, i, predicted, truth)
+    assert restored.caps.folded_classes == plain.caps.folded_classes
+    assert restored.report(plain.clock) == plain.report(plain.clock)
 
 
 def test_at_the_pending_cap_the_oldest_puids_are_evicted_and_counted() -> None:

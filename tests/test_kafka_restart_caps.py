@@ -2,8 +2,9 @@
 the ones an uninterrupted run tracks, or later outcomes fold differently.
 
 Live, every class an outcome names is tracked (caps.fold_classes: the truth, and the
-predicted class even without a truth); a restore re-tracks only the classes found in
-the windows' confusion cells (engine.install), which hold outcomes with a truth only.
+predicted class even without a truth); the state records them (``ModelCounters.classes``)
+so that a restore tracks them too, not only the classes of the windows' confusion cells,
+which hold outcomes with a truth only.
 """
 
 from __future__ import annotations

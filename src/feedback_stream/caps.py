@@ -154,4 +154,6 @@ class Caps:
     def track_classes(self, key: ModelKey, labels: Iterable[str]) -> None:
         """Track ``labels`` for ``key`` whatever the cap (a restored snapshot holds them)."""
         tracked = self._classes.setdefault(key, set())
-        tracked.update(label for label in labels if label != OTHER_CLASS)
+        allow = self._allow
+        # Allowlisted classes are kept without taking a place, as live (_keeps).
+        tracked.update(label for label in labels if label != OTHER_CLASS and label not in allow)

@@ -241,6 +241,10 @@ class Engine:
         # What the state tracks stays tracked: it was within the caps when saved.
         self.caps.admit(state.models)
         self.caps.admit(state.model_counters)
+        # The classes tracked live: those the state's outcomes named (a state
+        # saved before they were recorded has its windows' confusion cells).
+        for model, counters in state.model_counters.items():
+            self.caps.track_classes(model, counters.classes)
         for model, windows in state.models.items():
             for window in windows.windows.values():
                 cells = window.counts().confusion

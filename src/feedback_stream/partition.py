@@ -197,6 +197,11 @@ class ModelCounters:
     ``feedback_stream_label_delay_seconds`` histogram, carried across restarts."""
     labelled_delay_sum: float = 0.0
     """Their sum, seconds (negative delays count as 0, as the histogram's)."""
+    classes: set[str] = field(default_factory=set)
+    """The classes this state's outcomes named (true and predicted, after the
+    class cap), so that a restore tracks what the live caps tracked: a reward-only
+    outcome names a predicted class that no confusion cell holds
+    (:meth:`feedback_stream.caps.Caps.track_classes`)."""
 
     def observe_labelled(self, delay: float) -> None:
         """One response's first feedback came ``delay`` seconds after it."""
@@ -214,6 +219,7 @@ class ModelCounters:
             for i, n in enumerate(other.labelled_delay_buckets):
                 self.labelled_delay_buckets[i] += n
         self.labelled_delay_sum += other.labelled_delay_sum
+        self.classes |= other.classes
         self.responses += other.responses
         self.needs_kind += other.needs_kind
         self.labelled += other.labelled
@@ -254,6 +260,7 @@ class ModelCounters:
             "needs_kind": self.needs_kind,
             "labelled_delay_buckets": self.labelled_delay_buckets,
             "labelled_delay_sum": self.labelled_delay_sum,
+            "classes": sorted(self.classes),
         }
 
     @classmethod
@@ -277,6 +284,7 @@ class ModelCounters:
             needs_kind=data.get("needs_kind", 0),
             labelled_delay_buckets=list(data.get("labelled_delay_buckets", [])),
             labelled_delay_sum=data.get("labelled_delay_sum", 0.0),
+            classes=set(data.get("classes", ())),
         )
 
 
@@ -404,7 +412,10 @@ class PartitionState:
             windows.apply(outcome)
             counters = self._counters(outcome.key)
             counters.applied[_result_label(outcome.correct)] += 1
+            classes = counters.classes
+            classes.add(outcome.predicted)
             if outcome.truth is not None:
+                classes.add(outcome.truth)
                 counters.confusion_applied[(outcome.truth, outcome.predicted)] += 1
             if outcome.reward is not None:
                 counters.reward_count += 1
