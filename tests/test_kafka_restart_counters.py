@@ -14,6 +14,7 @@ import pytest
 
 from tests._processor import create_topic, produce, sample_sum, unique
 from tests.test_kafka_durable_state import (
+    FAST_GROUP,
     _args,
     _caught_up,
     _Processor,
@@ -57,7 +58,7 @@ async def _restart_and_compare(
     topic, group = records[0]["topic"], unique("ctr")
     await create_topic(kafka_bootstrap, topic, partitions=1)
     await produce(kafka_bootstrap, topic, records)
-    args = _args(kafka_bootstrap, topic, group)
+    args = _args(kafka_bootstrap, topic, group, *FAST_GROUP)
     log = tmp_path / "processor.log"
     first = _Processor(args, log)
     try:

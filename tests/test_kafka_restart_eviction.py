@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests._processor import create_topic, produce, sample_sum, unique
-from tests.test_kafka_durable_state import _args, _caught_up, _Processor, _wait_ready
+from tests.test_kafka_durable_state import FAST_GROUP, _args, _caught_up, _Processor, _wait_ready
 from tests.test_kafka_restart_counters import _classes, _record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -43,7 +43,7 @@ async def _run(kafka_bootstrap: str, tmp_path: Path, restart: bool) -> dict[str,
     ]
     await create_topic(kafka_bootstrap, topic, partitions=1)
     await produce(kafka_bootstrap, topic, first)
-    args = _args(kafka_bootstrap, topic, group, "--max-pending", "3")
+    args = _args(kafka_bootstrap, topic, group, "--max-pending", "3", *FAST_GROUP)
     log = tmp_path / f"processor-{restart}.log"
     processor = _Processor(args, log)
     try:

@@ -9,20 +9,16 @@ one leaves, the other takes everything and its numbers equal
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
 from tests._processor import create_topic, produce, unique
 from tests.test_kafka_durable_state import (
     AHEAD_MS,
-    BIN,
     COUNT,
-    WINDOWS,
+    FAST_GROUP,
     _args,
     _assert_counters_match,
     _caught_up,
@@ -30,23 +26,12 @@ from tests.test_kafka_durable_state import (
     _end_offsets,
     _Processor,
     _records,
+    _replay,
     _same,
     _wait_ready,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
-
-# A member that stops leaves the group after 6 s (the broker's minimum), not 45 s.
-_FAST_GROUP = ("--kafka-session-timeout-ms", "6000", "--kafka-heartbeat-interval-ms", "1000")
-
-
-def _replay_json(lines: list[bytes], path: Path) -> Any:
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    args = [str(BIN), "replay", str(path), "--output", "json"]
-    for window in WINDOWS.split(","):
-        args += ["--window", window]
-    done = subprocess.run(args, capture_output=True, check=True, timeout=300)
-    return orjson.loads(done.stdout)
 
 
 async def test_a_second_member_with_route_puid_holds_until_the_group_has_one_again(
@@ -71,7 +56,7 @@ async def test_a_second_member_with_route_puid_holds_until_the_group_has_one_aga
     args = _args(
         kafka_bootstrap, topic, group, "--dlq-topic", f"{topic}-dlq", "--kafka-max-batch", "50"
     )
-    args += _FAST_GROUP
+    args += FAST_GROUP
     log = tmp_path / "group.log"
     first = _Processor(args, log)
     await _wait_ready(first, 120)
@@ -100,7 +85,7 @@ async def test_a_second_member_with_route_puid_holds_until_the_group_has_one_aga
     finally:
         first.terminate()
         second.terminate()
-    report = _replay_json(
+    report = _replay(
         await _consumed(kafka_bootstrap, topic, partitions, bulk_ends), tmp_path / "in.jsonl"
     )
     _same(document, report)
