@@ -287,10 +287,12 @@ async def _ours(args: argparse.Namespace) -> None:
         async def apply(self, records: Sequence[Any]) -> None:
             if not self.seen:
                 stamps["first"] = time.time()
+                stamps["first_cpu"] = time.process_time()
             await super().apply(records)
             self.seen += len(records)
-            if self.seen >= args.expected:
+            if self.seen >= args.expected and "last" not in stamps:
                 stamps["last"] = time.time()
+                stamps["last_cpu"] = time.process_time()
                 done.set()
 
     settings = service_settings(
@@ -323,6 +325,8 @@ async def _ours(args: argparse.Namespace) -> None:
         models,
         commits=len(commits),
         commit_wait_s=sum(commits),
+        # This process's CPU seconds from its first record to its last (start-up left out).
+        consume_cpu_s=stamps["last_cpu"] - stamps["first_cpu"],
         durable_state=args.state,
         state_transactions=service.state_store.commits if service.state_store else 0,
     )

@@ -293,6 +293,33 @@ class KafkaSource:
             out[(tp.topic, tp.partition)] = max(0, high - position) if position is not None else 0
         return out
 
+    def _caught_up(self) -> bool:
+        """Whether the applied records are less than one batch behind the input.
+
+        The lag of every assigned partition (its high watermark, as of the
+        last fetch response, minus the offset after the last record applied)
+        summed: under ``kafka_max_batch`` the next poll could not fill a
+        batch. Reading a backlog it stays far above that whatever size each
+        batch happens to have (a fetch response's boundary cuts batches short
+        there too). A partition not fetched yet, or holding records of which
+        none was applied yet, counts as behind.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        behind = 0
+        for tp in self._assigned:
+            high = consumer.highwater(tp)
+            position = self._consumed.get(tp)
+            if high is None:
+                return False  # not fetched yet
+            if position is None:
+                if high:
+                    return False  # records there, none applied yet
+                continue  # an empty partition
+            behind += high - position
+        return behind < self._settings.kafka_max_batch
+
     # -- the loop's steps --------------------------------------------------
 
     async def _apply(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> None:
@@ -302,19 +329,17 @@ class KafkaSource:
                 return
             records = [record for recs in owned.values() for record in recs]
             await self._handler.apply(records)
-            if self._committer is not None and (
-                sum(map(len, batch.values())) < self._settings.kafka_max_batch
-            ):
-                # Caught up (the batch did not fill): take the next commit's
-                # records in slices so its stall stays short. Reading a backlog,
-                # whole intervals cost less serialising (a key changed in ten
-                # slices is written once) and a stall matters less.
-                self._committer.prestage()
             offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
             self._consumed.update(offsets)
             self._uncommitted.update(offsets)
             self.batches += 1
             self.records += len(records)
+            if self._committer is not None and self._caught_up():
+                # Take the next commit's records in slices so its stall stays
+                # short. Reading a backlog, whole intervals cost less
+                # serialising (a key changed in ten slices is written once) and
+                # a stall matters less.
+                self._committer.prestage()
 
     async def _commit_applied(self, *, wait: bool = True) -> None:
         """Commit the offsets applied since the last commit (call under the lock).

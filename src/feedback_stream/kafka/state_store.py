@@ -542,10 +542,11 @@ class StateStore:
     def prestage(self) -> None:
         """Take part of the next commit's records now, between two batches.
 
-        Called after a batch that did not fill ``kafka_max_batch`` (the
-        consumer has caught up; reading a backlog, the commit takes the
-        whole interval at once, which serialises a busy key once instead of
-        once a slice); at most every :data:`PRESTAGE_INTERVAL_S`
+        Called after a batch once the consumer has caught up (less than
+        ``kafka_max_batch`` records behind its partitions' high watermarks;
+        reading a backlog, the commit takes the whole interval at once,
+        which serialises a busy key once instead of once a slice); at most
+        every :data:`PRESTAGE_INTERVAL_S`
         it takes each state's changes since the last take
         (:meth:`ChangeTracker.changes`) into the records of the next
         transaction. The stage then takes only what changed since: the
