@@ -9,21 +9,14 @@ which hold outcomes with a truth only.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._processor import create_topic, produce, sample_sum, unique
-from tests.test_kafka_durable_state import (
-    FAST_GROUP,
-    _args,
-    _caught_up,
-    _Processor,
-    _same,
-    _wait_ready,
-)
+from tests._processor import sample_sum, unique
+from tests._restarts import run_across_a_restart
+from tests.test_kafka_durable_state import _same
 from tests.test_kafka_restart_counters import _record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -34,7 +27,7 @@ def _scores(*row: float) -> Any:
 
 
 async def _run(kafka_bootstrap: str, tmp_path: Path, restart: bool) -> tuple[Any, dict[Any, float]]:
-    topic, group = unique("caps"), unique("caps")
+    topic = unique("caps")
     first = [
         _record(topic, 0, _scores(0.8, 0.1, 0.1), "p1", "response"),  # predicts a
         _record(topic, 1, {"reward": 1.0}, "p1", "feedback"),  # no truth
@@ -45,27 +38,10 @@ async def _run(kafka_bootstrap: str, tmp_path: Path, restart: bool) -> tuple[Any
         _record(topic, 4, _scores(0.8, 0.1, 0.1), "p3", "response"),  # predicts a
         _record(topic, 5, {"truth": {"data": {"ndarray": [["c"]]}}}, "p3", "feedback"),
     ]
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await produce(kafka_bootstrap, topic, first)
-    args = _args(kafka_bootstrap, topic, group, "--max-classes", "2", *FAST_GROUP)
     log = tmp_path / f"processor-{restart}.log"
-    processor = _Processor(args, log)
-    try:
-        await _wait_ready(processor, 60)
-        await _caught_up(kafka_bootstrap, group, topic, 1, 60)
-        await asyncio.sleep(1.0)
-        if restart:
-            processor.kill()
-            processor = _Processor(args, log)
-            await _wait_ready(processor, 60)
-        await produce(kafka_bootstrap, topic, second)
-        await _caught_up(kafka_bootstrap, group, topic, 1, 60)
-        await asyncio.sleep(1.0)
-        document = await processor.document()
-        samples = await processor.metrics()
-    finally:
-        processor.terminate()
-    return document, samples
+    return await run_across_a_restart(
+        kafka_bootstrap, log, first, second, "--max-classes", "2", restart=restart
+    )
 
 
 async def test_a_restart_keeps_the_classes_a_capped_model_tracks(

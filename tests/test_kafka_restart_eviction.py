@@ -1,22 +1,21 @@
 """The pending cap (``max_pending``) after a restart: the puids evicted must be the ones an
 uninterrupted run evicts.
 
-Live, entries with the same deadline leave in the order they came (join.py _Deadlines:
-a FIFO); a restore loads the deadlines sorted as (deadline, puid) tuples, so among equal
-deadlines (events of the same millisecond) the order becomes the puids' sort order.
+Among entries with the same deadline (events of the same millisecond) the one with the
+smallest puid leaves first, live and after a restore alike (join.py ``_Deadlines``): a
+restore cannot know the order they arrived in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._processor import create_topic, produce, sample_sum, unique
-from tests.test_kafka_durable_state import FAST_GROUP, _args, _caught_up, _Processor, _wait_ready
+from tests._processor import sample_sum, unique
+from tests._restarts import run_across_a_restart
 from tests.test_kafka_restart_counters import _classes, _record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -28,7 +27,7 @@ def _at(record: Any, timestamp: int) -> Any:
 
 
 async def _run(kafka_bootstrap: str, tmp_path: Path, restart: bool) -> dict[str, float]:
-    topic, group = unique("cap"), unique("cap")
+    topic = unique("cap")
     t = int(time.time() * 1000) + 40 * 60_000  # ahead: nothing expires on the wall clock
     truth = {"truth": {"data": {"ndarray": [["a"]]}}}
     first = [  # three responses of one millisecond, arriving z, y, x
@@ -41,25 +40,10 @@ async def _run(kafka_bootstrap: str, tmp_path: Path, restart: bool) -> dict[str,
         _at(_record(topic, 4, truth, "z", "feedback"), t + 1),
         _at(_record(topic, 5, truth, "x", "feedback"), t + 2),
     ]
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await produce(kafka_bootstrap, topic, first)
-    args = _args(kafka_bootstrap, topic, group, "--max-pending", "3", *FAST_GROUP)
     log = tmp_path / f"processor-{restart}.log"
-    processor = _Processor(args, log)
-    try:
-        await _wait_ready(processor, 60)
-        await _caught_up(kafka_bootstrap, group, topic, 1, 60)
-        await asyncio.sleep(1.0)
-        if restart:
-            processor.kill()
-            processor = _Processor(args, log)
-            await _wait_ready(processor, 60)
-        await produce(kafka_bootstrap, topic, second)
-        await _caught_up(kafka_bootstrap, group, topic, 1, 60)
-        await asyncio.sleep(1.0)
-        samples = await processor.metrics()
-    finally:
-        processor.terminate()
+    _, samples = await run_across_a_restart(
+        kafka_bootstrap, log, first, second, "--max-pending", "3", restart=restart
+    )
     return {
         result: sample_sum(samples, "feedback_stream_outcomes_total", result=result)
         for result in ("correct", "incorrect")

@@ -10,14 +10,13 @@ read. Run uninterrupted, the stream below expires nothing and labels every respo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
-from tests._processor import create_topic, produce, sample_sum, unique
-from tests.test_kafka_durable_state import FAST_GROUP, _args, _caught_up, _Processor, _wait_ready
+from tests._processor import sample_sum, unique
+from tests._restarts import run_across_a_restart
 from tests.test_kafka_restart_counters import _classes, _record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -26,7 +25,7 @@ N = 20
 
 
 async def _run(kafka_bootstrap: str, tmp_path: Path) -> tuple[float, float, float]:
-    topic, group = unique("lag"), unique("lag")
+    topic = unique("lag")
     # The stream is 30 minutes behind the wall clock; TTL 10 minutes; each
     # feedback comes 60 s (stream time) after its response.
     t0 = int(time.time() * 1000) - 30 * 60_000
@@ -39,25 +38,11 @@ async def _run(kafka_bootstrap: str, tmp_path: Path) -> tuple[float, float, floa
         f = _record(topic, 0, {"truth": {"data": {"ndarray": [[1]]}}}, f"p{i}", "feedback")
         f["timestamp"] = t0 + 60_000 + i * 100
         feedback.append(f)
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await produce(kafka_bootstrap, topic, responses)
-    args = _args(kafka_bootstrap, topic, group, "--ttl", "10m", *FAST_GROUP)
     log = tmp_path / "processor.log"
-    processor = _Processor(args, log)
-    try:
-        await _wait_ready(processor, 60)
-        await _caught_up(kafka_bootstrap, group, topic, 1, 60)
-        await asyncio.sleep(1.0)
-        processor.kill()
-        processor = _Processor(args, log)
-        await _wait_ready(processor, 60)
-        await asyncio.sleep(2.0)  # the ticker runs (every 0.2 s) before the feedback is read
-        await produce(kafka_bootstrap, topic, feedback)
-        await _caught_up(kafka_bootstrap, group, topic, 1, 60)
-        await asyncio.sleep(1.0)
-        samples = await processor.metrics()
-    finally:
-        processor.terminate()
+    # The ticker runs (every 0.2 s) for 2 s before the feedback is read.
+    _, samples = await run_across_a_restart(
+        kafka_bootstrap, log, responses, feedback, "--ttl", "10m", before_second_s=2.0
+    )
     return (
         sample_sum(samples, "feedback_stream_outcomes_total"),
         sample_sum(samples, "feedback_stream_expired_total"),
