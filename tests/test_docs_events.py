@@ -126,7 +126,7 @@ async def test_kafka_records_produced_by_the_page_script_are_counted(
     (tmp_path / "produce.py").write_text(script.text)
     (run,) = examples("kafka-producer-run")
     argv = shlex.split(run.text)
-    assert argv[:2] == ["python", "produce.py"]
+    assert argv[:2] == [".venv/bin/python", "produce.py"]
     assert argv[3:] == ["localhost:9092", "seldon"]
     topic = unique("seldon")
     await create_topic(kafka_bootstrap, topic)
