@@ -246,7 +246,7 @@ def v2_outputs(model_name: str, request_id: str, rows: list[Any]) -> dict[str, A
 def one_hot_truth(
     classes: Sequence[int], n_classes: int, names: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """The feedback ``truth`` of the seed: one-hot ``ndarray`` rows, with names if given."""
+    """The feedback ``truth`` of Seldon's examples: one-hot ``ndarray`` rows, names if given."""
     rows = []
     for c in classes:
         row = [0] * n_classes

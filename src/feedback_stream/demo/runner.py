@@ -308,7 +308,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``feedback-stream demo``: the seed's iris default-vs-shadow comparison, live."""
+    """``feedback-stream demo``: Seldon's iris default-vs-shadow example, live."""
     parser = subparsers.add_parser(
         "demo",
         usage="%(prog)s [options]",

@@ -1,8 +1,8 @@
-"""The seed's second example as live traffic: iris, LogisticRegression vs Perceptron.
+"""Seldon's feedback-metrics example as live traffic: iris, LogisticRegression vs Perceptron.
 
-One SeldonDeployment (``iris-perf``, graph node ``classifier``, as in the
-seed) has two predictors: ``default`` (a LogisticRegression) and ``shadow``
-(a Perceptron, trained as the seed trains it). Both are fitted at start on
+One SeldonDeployment (``iris-perf``, graph node ``classifier``, as in that
+example) has two predictors: ``default`` (a LogisticRegression) and ``shadow``
+(a Perceptron, trained as the example trains it). Both are fitted at start on
 part of iris; the rest is the traffic. Every request is answered by both
 predictors under one puid, as Seldon's shadow mirroring does, and a share
 of requests later gets feedback carrying the true class.
@@ -144,7 +144,7 @@ class SimulatedRequest:
 class IrisModels:
     """The two predictors, trained on part of iris; the rest is held out as traffic.
 
-    The Perceptron is configured as the seed's training script did (40
+    The Perceptron is configured as the example's training script did (40
     epochs, ``eta0=0.1``); it has no ``predict_proba``, so its response
     carries a softmax of its decision function, whose argmax is its
     prediction. Training takes milliseconds.

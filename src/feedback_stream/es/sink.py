@@ -3,9 +3,9 @@
 The core calls :meth:`OutcomeSink.apply` / :meth:`OutcomeSink.retract` for
 every outcome it applies or takes back, and the service may call
 :meth:`OutcomeSink.add_response` for every response, so the index also
-holds the predictions that got no feedback (the seed's "feedback vs no
-feedback"). These calls only touch an in-memory buffer; a background task
-sends it with bulk requests.
+holds the predictions that got no feedback (the "feedback vs no feedback"
+split of Seldon's feedback-metrics example). These calls only touch an
+in-memory buffer; a background task sends it with bulk requests.
 
 Documents have idempotent ids (puid, row, predictor, model), so a replay, a
 restart or the history bootstrap rewrites the same documents instead of
@@ -190,7 +190,8 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
     """The outcome index document of one outcome row.
 
     ``reward`` is on row 0 only (as in the core), so a ``sum`` / ``value_count``
-    of it is the seed's reward sum / count per (response, feedback) pair.
+    of it is Seldon's feedback-metrics example's reward sum / count per
+    (response, feedback) pair.
     """
     doc: dict[str, Any] = {"@timestamp": _iso(outcome.time)}
     doc.update(_labels(outcome.key))

@@ -45,7 +45,7 @@ from feedback_stream.generator._config import (
 )
 from feedback_stream.generator._plan import Feedback, Plan, plans
 
-_SELDON_SOURCE = "http:localhost:8000"  # what the seed's request logger recorded
+_SELDON_SOURCE = "http:localhost:8000"  # what Seldon's request logger recorded
 _KSERVE_SOURCE = "http://localhost:9081/"
 _PROTOCOL = {"ndarray": "seldon", "tensor": "seldon", "tf": "tensorflow", "v2": "v2"}
 _SELDON_WIRE: tuple[Encoding, ...] = ("ce_binary", "ce_structured", "seldon_direct")
@@ -298,7 +298,7 @@ class Wire:
     def _feedback_body(self, dep: DeploymentSpec, fb: Feedback) -> dict[str, Any]:
         rng = self.payload_rng
         u_bool, u_meta, u_form = rng.random(), rng.random(), rng.random()
-        # The seed sends rewards as 0/1 and as true/false; both mean the same.
+        # Seldon's examples send rewards as 0/1 and as true/false; both mean the same.
         body: dict[str, Any] = {"reward": bool(fb.reward) if u_bool < 0.5 else fb.reward}
         meta = {"tags": {"user": "generator", "amendment": fb.amendment}}
         if fb.truth is not None:
@@ -312,7 +312,7 @@ class Wire:
                 truth["meta"] = meta
             body["truth"] = truth
         elif u_meta < 0.5:
-            # The seed's "correct" feedback: a truth holding only meta.
+            # Seldon's example's "correct" feedback: a truth holding only meta.
             body["truth"] = {"meta": meta}
         return body
 
