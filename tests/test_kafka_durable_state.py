@@ -40,6 +40,7 @@ from tests._processor import (
     produce,
     sample_sum,
     unique,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
@@ -48,6 +49,10 @@ BIN = Path(sys.executable).parent / "feedback-stream"
 WINDOWS = "total,1m,300"
 COUNT = 300
 AHEAD_MS = 40 * 60_000  # Kafka refuses timestamps over an hour ahead
+FATAL_EXIT_S = 15.0
+"""A fatal stop ends the process within this of logging why: a behavioural bound with a
+wide margin (it exits in well under a second; it took 40 s while the consumer's closing
+LeaveGroup went unanswered)."""
 
 
 def _records(
@@ -90,6 +95,25 @@ class _Processor:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    async def exit_after(self, reason: str, timeout_s: float) -> int:
+        """Wait (``timeout_s`` at most) until the log says ``reason``; return the exit code.
+
+        The process must exit within :data:`FATAL_EXIT_S` of logging it.
+        """
+        process = self.process
+        await wait_until(
+            lambda: reason in self.log.read_text() or process.poll() is not None,
+            timeout_s,
+            f"{reason!r} in the processor's log",
+        )
+        try:
+            return await asyncio.to_thread(process.wait, FATAL_EXIT_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running {FATAL_EXIT_S:g} s after it logged {reason!r}: "
+                + self.log.read_text()[-3000:]
+            ) from None
 
     async def document(self) -> Any:
         return await get_json(f"{self.url}/api/v1/metrics")
@@ -472,7 +496,7 @@ async def test_a_commit_refused_for_good_stops_the_process_and_its_restart_is_ex
         # could not even abort the transaction.)
         await _set_state_topic_limit(kafka_bootstrap, f"{group}-state", 300)
         await produce(kafka_bootstrap, topic, second)
-        code = await asyncio.to_thread(processor.process.wait, 90)
+        code = await processor.exit_after("cannot be retried", 90)
     finally:
         processor.terminate()
     text = log.read_text()

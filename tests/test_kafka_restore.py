@@ -187,7 +187,7 @@ async def test_a_lost_state_topic_stops_the_processor_and_its_restart_refuses_to
         committed = await _committed(kafka_bootstrap, group, topic, partitions)
         await _delete_topic(kafka_bootstrap, f"{group}-state")
         await produce(kafka_bootstrap, topic, second)
-        code = await asyncio.to_thread(processor.process.wait, 120)
+        code = await processor.exit_after("did not complete within 5 s", 120)
     finally:
         processor.terminate()
     text = log.read_text()
@@ -199,7 +199,8 @@ async def test_a_lost_state_topic_stops_the_processor_and_its_restart_refuses_to
     log.write_text("")
     refused = _Processor(args, log)
     try:
-        code = await asyncio.to_thread(refused.process.wait, 120)
+        # Promptly, the reason first (it waited 40 s for an unanswered LeaveGroup).
+        code = await refused.exit_after("holds no state", 120)
     finally:
         refused.terminate()
     text = log.read_text()

@@ -142,6 +142,10 @@ class Service:
         elif settings.state_dir:
             self.checkpoints = CheckpointStore(settings.state_dir)
         self._fatal: BaseException | None = None
+        self._reported: BaseException | None = None
+        """What :meth:`serve` raised (a task's failure): :meth:`stop` does not raise it again."""
+        self._told: BaseException | None = None
+        """The last failure logged as the reason to stop (not logged twice)."""
         self._failed = asyncio.Event()
         self.exposition = MetricsExposition(
             self._registry,
@@ -625,10 +629,17 @@ class Service:
         await self.state_store.release(key)
 
     def _fail(self, exc: BaseException) -> None:
-        _log.error("stopping: %r", exc)
+        """A state error: say why, make ``/readyz`` say it, and stop (:meth:`_watch_failures`)."""
+        self._stopping_because(exc)
         if self._fatal is None:
             self._fatal = exc
         self._failed.set()
+
+    def _stopping_because(self, exc: BaseException) -> None:
+        """Log why the process stops, once, before it closes (the reason comes first)."""
+        if exc is not self._told:
+            self._told = exc
+            _log.error("stopping: %r", exc)
 
     async def _watch_failures(self) -> None:
         await self._failed.wait()
@@ -738,7 +749,7 @@ class Service:
             if self.state_store is not None:
                 committer = _StateCommitter(self, self.state_store)
                 self._tasks.append(asyncio.create_task(self._watch_failures(), name="state"))
-            self.kafka = KafkaSource(processed, self, committer)
+            self.kafka = KafkaSource(processed, self, committer, on_failure=self._stopping_because)
             await self.kafka.start()
             self._tasks.append(asyncio.create_task(self.kafka.run(), name="kafka"))
 
@@ -827,9 +838,13 @@ class Service:
         for task in self._tasks:
             if task.get_name() not in ("kafka", "repartition"):
                 task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Every task ends here, before what it uses is closed, even after one of them
+        # failed: the state's watcher re-raises a fatal state error, and an await that
+        # raised it left the Kafka source to close in asyncio.run's final cancellation,
+        # with aiokafka's connection readers cancelled (its LeaveGroup then went
+        # unanswered for the request timeout, 40 s, before the process exited).
+        ended = await asyncio.gather(*self._tasks, return_exceptions=True)
+        failures = [e for e in ended if isinstance(e, Exception) and e is not self._reported]
         self._tasks.clear()
         if self._resolving:
             # Each call ends within its timeout: the feedback in hand is processed, not lost.
@@ -850,6 +865,8 @@ class Service:
             await self._listeners.stop()
             self._listeners = None
             self._runner = None
+        if failures:
+            raise failures[0]  # e.g. the last commit at a requested stop, refused
 
     @contextlib.contextmanager
     def stop_on_signals(self) -> Iterator[None]:
@@ -883,7 +900,9 @@ class Service:
                 continue
             error = task.exception()
             if error is not None:
-                _log.error("%s failed: %r", task.get_name(), error)
+                if error is not self._told:
+                    _log.error("%s failed: %r", task.get_name(), error)
+                self._reported = error
                 raise error
             raise RuntimeError(f"{task.get_name()} ended without a stop request")
 

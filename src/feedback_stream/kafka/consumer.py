@@ -48,7 +48,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -137,10 +137,14 @@ class KafkaSource:
         settings: Settings,
         handler: BatchHandler,
         committer: OffsetCommitter | None = None,
+        *,
+        on_failure: Callable[[Exception], None] | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._committer = committer
+        self._on_failure = on_failure
+        """Told what stops the loop before it closes (so the reason is logged first)."""
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -220,7 +224,11 @@ class KafkaSource:
             consumer.subscribe(topics=list(s.kafka_topics), listener=listener)
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; then commit, revoke and leave the group."""
+        """Consume until :meth:`stop`; then commit, revoke and leave the group.
+
+        Raises what stopped it otherwise (after closing the same way, as far
+        as it can): a state error, a failed restore, a commit refused for good.
+        """
         consumer = self._require()
         s = self._settings
         try:
@@ -240,6 +248,12 @@ class KafkaSource:
                 ) and time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
                     async with self._lock:
                         await self._commit_applied(wait=False)
+        except Exception as exc:
+            # Closing (the last commit, handing the state back, leaving the group)
+            # takes a moment: say why first.
+            if self._on_failure is not None:
+                self._on_failure(exc)
+            raise
         finally:
             await self._close()
 
