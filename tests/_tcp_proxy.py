@@ -1,8 +1,9 @@
 """A TCP proxy that a test can stop and start again on the same port.
 
 Stands between a client and the shared Elasticsearch, so a test can make
-Elasticsearch "go down" (refused connections, cut keep-alive connections)
-and "come back" without touching the service other tests use.
+Elasticsearch "go down" (refused connections, cut keep-alive connections),
+"stall" (requests taken, never answered) and "come back" without touching
+the service other tests use.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -44,13 +47,27 @@ class TcpProxy:
         await self._server.wait_closed()
         self._server = None
 
+    def stall(self) -> None:
+        """Take connections and bytes, forward nothing: requests hang unanswered."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again (what was held goes through, unless :meth:`stop` cut it)."""
+        self._flowing.set()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)  # a stop while stalled cuts it too
+        await self._flowing.wait()
+        if writer.is_closing():
+            self._writers.discard(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
+            self._writers.discard(writer)
             writer.close()
             return
-        self._writers.update((writer, up_writer))
+        self._writers.add(up_writer)
         pipes = [
             asyncio.create_task(self._pipe(reader, up_writer)),
             asyncio.create_task(self._pipe(up_reader, writer)),
@@ -61,10 +78,10 @@ class TcpProxy:
         self._tasks.difference_update(pipes)
         self._writers.difference_update((writer, up_writer))
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

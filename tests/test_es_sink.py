@@ -197,6 +197,48 @@ async def test_elasticsearch_down_mid_run_keeps_serving_and_catches_up(
     assert sink.stats.dropped == 10
 
 
+async def test_flush_waits_for_the_bulk_the_sender_has_in_flight(
+    es: AsyncElasticsearch, es_url: str, namespace: str
+) -> None:
+    """The state commit flushes the sink, then commits the input offsets: a flush
+    that returned while the sender's bulk (taken out of the buffer) was still in
+    flight let a SIGKILL lose its documents. It returns once they are written,
+    sent again after the bulk failed."""
+    target = urlsplit(es_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 9200)
+    await proxy.start()
+    client = create_client(ElasticsearchSettings(hosts=[proxy.url], max_retries=0))
+    settings = ElasticsearchSettings(
+        hosts=[proxy.url], sink_enabled=True, **{**FAST, "request_timeout_s": 60.0}
+    )
+    sink = OutcomeSink(client, settings)
+    await sink.start()
+    try:
+        sink.apply(outcomes(namespace, 0, 1)[0])
+        await wait_for(lambda: sink.stats.written == 1)
+        proxy.stall()  # Elasticsearch takes the request and does not answer
+        for o in outcomes(namespace, 1, 20):
+            sink.apply(o)
+        await wait_for(lambda: sink.stats.pending == 20 and not sink._buffer)  # all in flight
+        flush = asyncio.create_task(sink.flush())
+        await asyncio.sleep(0.5)
+        assert not flush.done(), "flush returned with 20 documents unwritten"
+        await proxy.stop()  # the request is cut, never delivered: the bulk fails
+        proxy.resume()
+        await proxy.start()
+        async with asyncio.timeout(20):
+            await flush
+        assert sink.stats.written == 21
+        assert sink.stats.failures >= 1
+    finally:
+        await sink.stop()
+        await client.close()
+        await proxy.stop()
+    index = outcome_index(settings.sink_index, ModelKey(namespace, "iris", "default", "clf"))
+    await es.indices.refresh(index=index)
+    assert (await es.count(index=index))["count"] == 21
+
+
 async def test_responses_are_left_out_when_asked(namespace: str) -> None:
     settings = ElasticsearchSettings(hosts=["http://127.0.0.1:9"], sink_responses=False)
     client = create_client(settings)

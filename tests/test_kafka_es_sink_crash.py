@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch
 
 from feedback_stream.decode import DecodeError, decode_kafka_record
@@ -110,28 +110,28 @@ async def _index_content(es: AsyncElasticsearch, pattern: str) -> dict[_Doc, Any
     return {(hit["_index"], hit["_id"]): hit["_source"] for hit in hits}
 
 
-async def _dead_letters(bootstrap: str, topic: str) -> list[tuple[tuple[str, int, int], str]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def _dead_letters(
+    bootstrap: str, topic: str, at_least: int
+) -> list[tuple[tuple[str, int, int], str]]:
+    """Every dead letter's (source topic, partition, offset) and reason: the whole topic."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
+    letters = []
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        while not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        letters = []
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
+        while True:  # until the topic is read out (a second without a record)
+            batch = await consumer.getmany(timeout_ms=2000 if len(letters) >= at_least else 5000)
+            if not batch:
+                break
+            for records in batch.values():
                 for r in records:
                     h = {k: v.decode() for k, v in r.headers}
                     position = (h[HEADER_TOPIC], int(h[HEADER_PARTITION]), int(h[HEADER_OFFSET]))
                     letters.append((position, h[HEADER_REASON]))
-        return letters
     finally:
         await consumer.stop()
+    return letters
 
 
 def _assert_index(
@@ -227,46 +227,14 @@ async def test_sigkill_at_random_moments_loses_no_outcome_document_and_no_dead_l
         expected = _expected_index(lines, template)
         report = _replay(lines, tmp_path / "in.jsonl")
         _assert_index(actual, expected, report, deployments=1)
-        letters = await _dead_letters(kafka_bootstrap, dlq)
         want = _expected_dead_letters(lines)
+        letters = await _dead_letters(kafka_bootstrap, dlq, len(want))
         assert want, "the stream has invalid records"
         assert {p for p, _ in letters} == set(want), "every invalid record, none other"
         for position, reason in letters:
             assert want[position] == reason, position
     finally:
         await delete_indices(es, f"{prefix}-*")
-
-
-class _StallingProxy(TcpProxy):
-    """A TCP proxy that can stop forwarding: Elasticsearch that takes requests, never answers."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        super().__init__(target_host, target_port)
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-
-    def stall(self) -> None:
-        self._flowing.clear()
-
-    def resume(self) -> None:
-        self._flowing.set()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()
-        await super()._accept(reader, writer)
-
-    async def _pipe(  # type: ignore[override]
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
 
 
 async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_document(
@@ -285,7 +253,7 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
     await produce(kafka_bootstrap, topic, first)
     host, port = es_url.removeprefix("http://").rsplit(":", 1)
-    proxy = _StallingProxy(host, int(port))
+    proxy = TcpProxy(host, int(port))
     await proxy.start()
     args = _args(
         kafka_bootstrap,

@@ -377,13 +377,22 @@ class OutcomeSink:
             log.warning("outcome sink: stopped with %d documents unwritten", len(self._buffer))
 
     async def flush(self) -> None:
-        """Send everything buffered now, retrying with backoff until it is written.
+        """Write everything applied so far, retrying with backoff until it is written.
 
-        For tests and tools: it does not return while Elasticsearch is down.
-        The service uses :meth:`stop`, which gives up after a timeout.
+        That includes a bulk the sender has in flight: its documents are no
+        longer buffered, so it is waited for (and, if it fails, its
+        documents, put back, are sent again) before ``flush`` returns. The
+        state commit calls this first, so that a committed input offset
+        never covers a document Elasticsearch has not acknowledged. It does
+        not return while Elasticsearch is down; :meth:`stop` gives up after
+        a timeout.
         """
-        while self._buffer:
-            if not await self._send_batch():
+        while True:
+            async with self._sending:  # a bulk in flight ends (or is put back) first
+                if not self._buffer:
+                    return
+                sent = await self._send_batch_locked()
+            if not sent:
                 await asyncio.sleep(self._next_delay())
 
     # -- the sender --------------------------------------------------------------------
