@@ -118,7 +118,7 @@ async def _dead_letters(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
-    letters = []
+    letters: list[tuple[tuple[str, int, int], str]] = []
     try:
         while True:  # until the topic is read out (a second without a record)
             batch = await consumer.getmany(timeout_ms=2000 if len(letters) >= at_least else 5000)
