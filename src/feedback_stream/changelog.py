@@ -154,6 +154,11 @@ class ChangeTracker:
         self.state = state
         self._puids: set[str] = set()
         self._models: set[ModelKey] = set()
+        # The observer's two per-event calls go straight to the sets' ``add`` (no
+        # Python frame per event); the sets are cleared in place, never replaced.
+        self.puid_changed: Callable[[str], None] = self._puids.add
+        self.model_changed: Callable[[ModelKey], None] = self._models.add
+        self._key_lists: dict[ModelKey, list[str]] = {}
         self._applied: list[Outcome] = []
         self._retracted: list[Outcome] = []
         self._written: dict[ModelKey, deque[Outcome]] = {}
@@ -217,22 +222,14 @@ class ChangeTracker:
         written.append(outcome)
         self._live[outcome.key] += 1
 
-    # -- ChangeObserver ------------------------------------------------------
-
-    def puid_changed(self, puid: str) -> None:
-        self._puids.add(puid)
-
-    def model_changed(self, key: ModelKey) -> None:
-        self._models.add(key)
+    # -- ChangeObserver (``puid_changed`` and ``model_changed`` are set in __init__) --
 
     def outcomes_moved(self, retracted: Sequence[Outcome], applied: Sequence[Outcome]) -> None:
-        models = self._models
-        for outcome in retracted:
-            self._retracted.append(outcome)
-            models.add(outcome.key)
-        for outcome in applied:
-            self._applied.append(outcome)
-            models.add(outcome.key)
+        # Their models count as changed too: :meth:`changes` adds their keys.
+        if retracted:
+            self._retracted.extend(retracted)
+        if applied:
+            self._applied.extend(applied)
 
     # -- commit ----------------------------------------------------------------
 
@@ -267,16 +264,32 @@ class ChangeTracker:
             out[outcome_key + str(seq).encode()] = None
         self._orphans = []
         fold = state.caps.model
+        dumps = orjson.dumps
+        outcome_row = snapshot.outcome_row
+        key_lists = self._key_lists
+        written_by, live_by = self._written, self._live
+        models = self._models
         unwritten: set[int] = set()
         for outcome in self._applied:
+            models.add(outcome.key)
             if not outcome.retracted:
-                out[outcome_key + str(outcome.seq).encode()] = orjson.dumps(
-                    [_key(fold(outcome.key)), snapshot.outcome_row(outcome)]
+                folded = fold(outcome.key)
+                key_list = key_lists.get(folded)
+                if key_list is None:  # one list per model (models are bounded by the caps)
+                    key_list = key_lists[folded] = _key(folded)
+                out[outcome_key + str(outcome.seq).encode()] = dumps(
+                    [key_list, outcome_row(outcome)]
                 )
-                self._track(outcome)
+                written = written_by.get(outcome.key)  # self._track(outcome), inlined
+                if written is None:
+                    written = written_by[outcome.key] = deque()
+                    live_by[outcome.key] = 0
+                written.append(outcome)
+                live_by[outcome.key] += 1
             else:
                 unwritten.add(outcome.seq)  # applied and retracted since the last commit
         for outcome in self._retracted:
+            models.add(outcome.key)
             if outcome.seq in unwritten:
                 continue  # never written: nothing to delete
             out[outcome_key + str(outcome.seq).encode()] = None
@@ -291,12 +304,13 @@ class ChangeTracker:
             puids.update(join.dropped)
             join.dropped.clear()
         changed = puids | {join.entry_key(p) for p in puids}
+        dump_entry = join.dump_entry
         for puid in changed:
-            row = join.dump_entry(puid)
+            row = dump_entry(puid)
             out[entry_key + puid.encode("utf-8", "surrogatepass")] = (
-                None if row is None else orjson.dumps(row)
+                None if row is None else dumps(row)
             )
-        self._puids = set()
+        puids.clear()
         for key in {fold(k) for k in self._models}:
             model = _model_bytes(key)
             counters = state.model_counters.get(key)
@@ -309,7 +323,7 @@ class ChangeTracker:
                         out[prefix + _W + orjson.dumps([_key(key), name])] = orjson.dumps(
                             window.dump()
                         )
-        self._models = set()
+        self._models.clear()
         for seq in self._collect():
             out[outcome_key + str(seq).encode()] = None
         scalars = orjson.dumps(
