@@ -299,7 +299,8 @@ class KafkaSource:
         if consumer is None:
             return {}
         out: dict[tuple[str, int], int] = {}
-        for tp in self._assigned:
+        current = consumer.assignment()  # highwater() asserts that a partition is in it
+        for tp in self._assigned & current:
             high = consumer.highwater(tp)
             if high is None:
                 continue
@@ -322,7 +323,10 @@ class KafkaSource:
         if consumer is None:
             return False
         behind = 0
+        current = consumer.assignment()  # highwater() asserts that a partition is in it
         for tp in self._assigned:
+            if tp not in current:
+                return False  # the subscription changed: a rebalance is on its way
             high = consumer.highwater(tp)
             position = self._consumed.get(tp)
             if high is None:
