@@ -193,7 +193,7 @@ async def test_sigkill_at_random_moments_loses_no_outcome_document_and_no_dead_l
     prefix = unique("esk").lower()
     template = prefix + "-{deployment}"
     start = int(time.time() * 1000) + AHEAD_MS
-    records = _stream(topic, start, 51, 1200, partitions)
+    records = _stream(topic, start, 51, 900, partitions)
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
     await produce(kafka_bootstrap, topic, records)
     dlq = f"{topic}-dlq"
@@ -211,7 +211,7 @@ async def test_sigkill_at_random_moments_loses_no_outcome_document_and_no_dead_l
     log = tmp_path / "processor.log"
     rng = random.Random(7)
     try:
-        for _ in range(5):
+        for _ in range(4):
             processor = _Processor(args, log)
             await _wait_ready(processor, 60)
             await asyncio.sleep(rng.uniform(0.1, 1.5))
@@ -237,12 +237,25 @@ async def test_sigkill_at_random_moments_loses_no_outcome_document_and_no_dead_l
         await delete_indices(es, f"{prefix}-*")
 
 
+async def _commits_reach(
+    bootstrap: str, group: str, topic: str, ends: dict[int, int], within_s: float
+) -> bool:
+    """Whether the group commits ``ends`` within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await _committed(bootstrap, group, topic, len(ends)) == ends:
+            return True
+        await asyncio.sleep(0.3)
+    return False
+
+
 async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_document(
     kafka_bootstrap: str, es_url: str, es: AsyncElasticsearch, tmp_path: Path
 ) -> None:
     """Elasticsearch takes the bulk requests and never answers while a burst is
     consumed: no offset past the burst's outcomes is committed meanwhile; SIGKILL,
-    Elasticsearch back, restart: every document is there."""
+    Elasticsearch back, restart; Elasticsearch restarts (refusing connections)
+    while another burst is read: every document is there."""
     topic, group, partitions = unique("esh"), unique("esh"), 2
     prefix = unique("esh").lower()
     template = prefix + "-{deployment}"
@@ -250,6 +263,7 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
     first = _stream(topic, start, 61, 300, partitions)
     # Small enough to be one batch: the sender takes its documents before the commit comes.
     burst = _records(62, 8, start + 600_000, partitions, feedback_share=1.0, topic=topic)
+    again = _records(63, 8, start + 900_000, partitions, feedback_share=1.0, topic=topic)
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
     await produce(kafka_bootstrap, topic, first)
     host, port = es_url.removeprefix("http://").rsplit(":", 1)
@@ -267,6 +281,8 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
         *_sink_args(proxy.url, template),
         "--es-request-timeout-s",
         "120",
+        "--es-sink-retry-max-s",
+        "1",
     )
     log = tmp_path / "processor.log"
     try:
@@ -277,12 +293,7 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
             proxy.stall()
             await produce(kafka_bootstrap, topic, burst)
             ends = await _end_offsets(kafka_bootstrap, topic, partitions)
-            deadline = time.monotonic() + 4.0
-            committed_past = False
-            while time.monotonic() < deadline and not committed_past:
-                committed = await _committed(kafka_bootstrap, group, topic, partitions)
-                committed_past = committed == ends
-                await asyncio.sleep(0.3)
+            committed_past = await _commits_reach(kafka_bootstrap, group, topic, ends, 4.0)
             assert processor.process.poll() is None, log.read_text()[-3000:]
         finally:
             processor.kill()
@@ -294,6 +305,13 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
         last = _Processor(args, log)
         try:
             await _caught_up(kafka_bootstrap, group, topic, partitions, 90)
+            # Elasticsearch restarts (connections refused) while another burst is read.
+            await proxy.stop()
+            await produce(kafka_bootstrap, topic, again)
+            ends = await _end_offsets(kafka_bootstrap, topic, partitions)
+            refused_past = await _commits_reach(kafka_bootstrap, group, topic, ends, 3.0)
+            await proxy.start()
+            await _caught_up(kafka_bootstrap, group, topic, partitions, 60)
             actual = await _index_content(es, f"{prefix}-*")
         finally:
             last.terminate()
@@ -305,6 +323,7 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
             deployments=1,
         )
         assert not committed_past, "offsets committed past outcomes Elasticsearch has not got"
+        assert not refused_past, "offsets committed past outcomes Elasticsearch refused"
     finally:
         await proxy.stop()
         await delete_indices(es, f"{prefix}-*")
