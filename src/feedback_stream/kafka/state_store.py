@@ -75,6 +75,14 @@ PRESTAGE_INTERVAL_S: Final = 0.1
 """Seconds between two takes of a state's changes ahead of its commit
 (:meth:`StateStore.prestage`)."""
 
+PRODUCER_STOP_S: Final = 10.0
+"""Seconds a released state's producer is given to stop (it sends what it holds first)."""
+
+FAILED_PRODUCER_STOP_S: Final = 1.0
+"""The same once a commit failed for good: nothing the producer holds can be committed
+any more (the next owner fences it and aborts its transaction), so a producer whose
+transaction hangs (the state topic was deleted) does not hold the exit up."""
+
 
 class StateCommitFailed(RuntimeError):
     """A state cannot be committed and retrying cannot help: the process must stop.
@@ -501,7 +509,8 @@ class StateStore:
         if owned is not None:
             stopping = asyncio.ensure_future(owned.producer.stop())
             # A producer whose transaction hangs (the state topic is gone) may not stop.
-            await asyncio.wait([stopping], timeout=10)
+            bound = PRODUCER_STOP_S if self.failed is None else FAILED_PRODUCER_STOP_S
+            await asyncio.wait([stopping], timeout=bound)
             if stopping.done():
                 with contextlib.suppress(KafkaError):
                     stopping.result()
