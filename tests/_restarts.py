@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ async def run_across_a_restart(
     *extra: str,
     restart: bool = True,
     before_second_s: float = 0.0,
+    more_first: Sequence[list[Any]] = (),
 ) -> tuple[Any, dict[Any, float]]:
-    """Feed ``first`` (one partition), wait until it is committed, SIGKILL the process and
-    start it again (when ``restart``), wait ``before_second_s``, feed ``second``; return
-    the JSON API's document and the metric samples once that is committed too.
+    """Feed ``first`` (one partition), then each part of ``more_first`` after 1.5 s of
+    the ticker's reads, wait until it is committed, SIGKILL the process and start it
+    again (when ``restart``), wait ``before_second_s``, feed ``second``; return the JSON
+    API's document and the metric samples once that is committed too.
 
     The records name their topic; ``extra`` are further ``run`` arguments.
     """
@@ -36,6 +39,10 @@ async def run_across_a_restart(
     try:
         await _wait_ready(processor, 60)
         await _caught_up(bootstrap, group, topic, 1, 60)
+        for part in more_first:
+            await asyncio.sleep(1.5)
+            await produce(bootstrap, topic, part)
+            await _caught_up(bootstrap, group, topic, 1, 60)
         await asyncio.sleep(1.0)
         if restart:
             processor.kill()

@@ -323,6 +323,49 @@ def test_counters_outside_the_report_continue_from_a_restore() -> None:
     assert restored.caps.folded_classes == 0
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams(), cut=st.floats(0.0, 1.0), read_after_s=st.floats(1.0, 86_400.0))
+def test_a_restore_resumes_the_newest_event_time_not_the_clock_reads_moved(
+    stream: Stream, cut: float, read_after_s: float
+) -> None:
+    """Reads move a state's clock to the wall clock (windows slide with it); the join
+    TTL of a restored state must resume from the newest event time processed, or a
+    stream read behind the wall clock expires at the restart."""
+    lines = stream.lines()
+    done = int(len(lines) * cut)
+    original, tracker = _tracked(WINDOWS, "feedback")
+    newest = replay(lines[:done], original).clock
+    if newest is None:  # no event yet
+        newest = float("-inf")
+    else:
+        original.report(newest + read_after_s)  # a read (the ticker, a scrape) later on
+    topic = _Topic()
+    topic.write(tracker.changes())
+    state = original.states[ALL_PARTITIONS]
+    assert state.event_clock == newest
+    assert not state.models or state.clock > newest
+    from_snapshot = Engine(WINDOWS, ttl=60.0)
+    from_snapshot.restore(ALL_PARTITIONS, original.snapshot(ALL_PARTITIONS))
+    for restored in (_restore(topic, WINDOWS, "feedback", compact=True), from_snapshot):
+        again = restored.states[ALL_PARTITIONS]
+        assert (again.event_clock, again.clock) == (state.event_clock, state.clock)
+
+
+def test_a_state_saved_without_an_event_clock_resumes_from_its_clock() -> None:
+    original = Engine(WINDOWS, ttl=60.0)
+    lines = [orjson.dumps(r) for r in generate_records(GeneratorConfig(seed=3, n_requests=20))]
+    newest = replay(lines, original).clock
+    assert newest is not None
+    original.report(newest + 600.0)
+    state = original.states[ALL_PARTITIONS]
+    assert (state.event_clock, state.clock) == (newest, newest + 600.0)
+    document = orjson.loads(original.snapshot(ALL_PARTITIONS))
+    del document["event_clock"]
+    restored = Engine(WINDOWS, ttl=60.0)
+    restored.restore(ALL_PARTITIONS, orjson.dumps(document))
+    assert restored.states[ALL_PARTITIONS].event_clock == newest + 600.0
+
+
 def _restore_into(topic: _Topic, engine: Engine) -> Engine:
     restorer = Restorer(NAME)
     for key, value in topic.compacted().items():

@@ -5,7 +5,10 @@ the wall time since it was seen, capped by the wall clock"), so a stream read be
 the wall clock (consumer lag, a retained topic read again) keeps its entries until
 their feedback, read later, arrives. A restart must restore that clock with the state:
 at the wall clock the ticker would expire every restored entry before the feedback is
-read. Run uninterrupted, the stream below expires nothing and labels every response.
+read. Reads of the windows move the state's own clock to the wall clock (time windows
+slide with it), so the state keeps the newest event time apart, and that is the clock a
+restore resumes from. Run uninterrupted, the stream below expires nothing and labels
+every response.
 """
 
 from __future__ import annotations
@@ -39,9 +42,18 @@ async def _run(kafka_bootstrap: str, tmp_path: Path) -> tuple[float, float, floa
         f["timestamp"] = t0 + 60_000 + i * 100
         feedback.append(f)
     log = tmp_path / "processor.log"
-    # The ticker runs (every 0.2 s) for 2 s before the feedback is read.
+    # One outcome gives the model windows, which the ticker reads (every 0.2 s) at the
+    # wall clock; a second one, after those reads, makes a commit write the state's clock
+    # then. After the restart the ticker runs for 2 s before the rest of the feedback.
     _, samples = await run_across_a_restart(
-        kafka_bootstrap, log, responses, feedback, "--ttl", "10m", before_second_s=2.0
+        kafka_bootstrap,
+        log,
+        [*responses, feedback[0]],
+        feedback[2:],
+        "--ttl",
+        "10m",
+        before_second_s=2.0,
+        more_first=[feedback[1:2]],
     )
     return (
         sample_sum(samples, "feedback_stream_outcomes_total"),

@@ -20,8 +20,8 @@ O     outcome seq                      ``[model key of its windows, outcome row]
 W     ``[model key, window name]``     ``window.dump()`` of a window that keeps
                                        its own aggregate (``total``)
 M     model key                        the model's counters (``ModelCounters``)
-S     (none)                           clock, sequence, event counters, window
-                                       names, TTL, time basis
+S     (none)                           clock, newest event time, sequence, event
+                                       counters, window names, TTL, time basis
 C     (none)                           the paired comparisons, ``[[baseline key,
                                        candidate key], ...]``, in the order they
                                        appeared (values below refer to them by index)
@@ -331,6 +331,7 @@ class ChangeTracker:
                 "format": FORMAT,
                 "windows": [spec.name for spec in state.specs],
                 "clock": state.clock if state.clock != float("-inf") else None,
+                "event_clock": (state.event_clock if state.event_clock != float("-inf") else None),
                 "sequence": state.sequence.next,
                 "events": state.events.to_dict(),
                 "ttl": state.join.ttl,
@@ -615,6 +616,7 @@ class Restorer:
         document = {
             "windows": sorted({spec.name for spec in specs} | set(scalars["windows"])),
             "clock": clock,
+            "event_clock": scalars.get("event_clock", clock),
             "sequence": scalars["sequence"],
             "outcomes": rows,
             "join": {

@@ -322,6 +322,11 @@ class PartitionState:
         self.model_counters: dict[ModelKey, ModelCounters] = {}
         self.events = EventCounters()
         self.clock = float("-inf")
+        """Seconds: the newest event time, moved on by reads (windows slide with the wall clock)."""
+        self.event_clock = float("-inf")
+        """Seconds: the newest event time processed, which reads never move: the
+        stream's clock a restore resumes the join TTL from (a stream read behind the
+        wall clock must not expire at the wall clock after a restart)."""
         self.outcome_listeners: list[OutcomeListener] = []
         self.result_listeners: list[ResultListener] = []
         self.observer: ChangeObserver | None = None
@@ -352,8 +357,11 @@ class PartitionState:
             self.events.invalid[item.code] += 1
             self.events.invalid_types[_invalid_type(item)] += 1
             return None
-        if item.time > self.clock:
-            self.clock = item.time
+        time = item.time
+        if time > self.event_clock:
+            self.event_clock = time
+            if time > self.clock:
+                self.clock = time
         result = self.join.add(item)
         kind = _KIND_LABEL[item.kind]
         if result.status is EventStatus.DUPLICATE:

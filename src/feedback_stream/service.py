@@ -617,7 +617,7 @@ class Service:
         self.metrics.adopt(state)
         if self.model_errors is not None:
             self.model_errors.adopt(state)
-        self._observe(state.clock)
+        self._observe(state.event_clock)
 
     async def _release(self, key: StateKey) -> None:
         assert self.state_store is not None

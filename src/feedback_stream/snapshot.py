@@ -87,6 +87,7 @@ def dumps(state: PartitionState) -> bytes:
         "version": VERSION,
         "windows": [spec.name for spec in state.specs],
         "clock": state.clock if state.clock != float("-inf") else None,
+        "event_clock": state.event_clock if state.event_clock != float("-inf") else None,
         "sequence": state.sequence.next,
         "outcomes": outcomes,
         "join": join,
@@ -204,6 +205,9 @@ def _rebuild(
     state.join = JoinStore.load(join_data, outcomes, sequence)
     clock = document["clock"]
     state.clock = float("-inf") if clock is None else clock
+    # A state saved before the event clock was kept resumes from its read clock.
+    event_clock = document.get("event_clock", clock)
+    state.event_clock = float("-inf") if event_clock is None else event_clock
     saved_names = {spec.name for spec in saved_specs}
     for key_parts, saved in document["models"]:
         model = ModelWindows(specs)
