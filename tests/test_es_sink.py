@@ -282,6 +282,55 @@ async def test_sink_starts_and_stops_while_elasticsearch_is_unreachable(namespac
         await client.close()
 
 
+async def test_a_sink_started_before_the_cluster_answers_buffers_until_connected(
+    es: AsyncElasticsearch, es_url: str, namespace: str
+) -> None:
+    """Down at start, the sink has no client yet: it buffers, its flush waits (so the
+    state commit does too), and what it holds is written once it is connected."""
+    settings = ElasticsearchSettings(hosts=[es_url], sink_enabled=True, **FAST)
+    sink = OutcomeSink(None, settings)
+    await sink.start()
+    client = create_client(settings)
+    try:
+        assert not sink.stats.available
+        for o in outcomes(namespace, 0, 7):
+            sink.apply(o)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(sink.flush()), 0.5)
+        assert (sink.stats.pending, sink.stats.written) == (7, 0)
+        sink.connect(client)
+        async with asyncio.timeout(20):
+            await sink.flush()
+        assert (sink.stats.pending, sink.stats.written) == (0, 7)
+    finally:
+        await sink.stop()
+        await client.close()
+    index = outcome_index(settings.sink_index, ModelKey(namespace, "iris", "default", "clf"))
+    await es.indices.refresh(index=index)
+    assert (await es.count(index=index))["count"] == 7
+
+
+async def test_an_abandoned_sink_counts_what_it_drops_and_no_longer_holds_flushes(
+    namespace: str,
+) -> None:
+    """The cluster refused the sink for good: every document is counted as dropped and
+    a flush returns at once, so the processor goes on."""
+    settings = ElasticsearchSettings(hosts=["http://127.0.0.1:9"], sink_enabled=True, **FAST)
+    sink = OutcomeSink(None, settings)
+    await sink.start()
+    try:
+        for o in outcomes(namespace, 0, 4):
+            sink.apply(o)
+        sink.abandon("401 Unauthorized")
+        sink.apply(outcomes(namespace, 4, 1)[0])
+        async with asyncio.timeout(5):
+            await sink.flush()
+        assert (sink.stats.dropped, sink.stats.pending) == (5, 0)
+        assert sink.stats.last_error == "401 Unauthorized"
+    finally:
+        await sink.stop()
+
+
 def test_index_names_are_valid_and_ids_idempotent() -> None:
     key = ModelKey("Prod", "Iris Model", "", "clf")
     assert outcome_index("feedback-outcomes-{namespace}-{deployment}", key) == (

@@ -327,3 +327,68 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
     finally:
         await proxy.stop()
         await delete_indices(es, f"{prefix}-*")
+
+
+async def test_elasticsearch_down_at_start_and_a_stop_while_it_is_down_lose_nothing(
+    kafka_bootstrap: str, es_url: str, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    """Elasticsearch down when the processor starts, past its startup wait: the sink
+    buffers and no offset is committed past outcomes it has not written; a SIGTERM
+    then stops it within ``state_commit_timeout_s`` (the last commit left out);
+    started again with Elasticsearch still down, then back: every document is there."""
+    topic, group, partitions = unique("esd"), unique("esd"), 2
+    prefix = unique("esd").lower()
+    template = prefix + "-{deployment}"
+    start = int(time.time() * 1000) + AHEAD_MS
+    await create_topic(kafka_bootstrap, topic, partitions=partitions)
+    await produce(kafka_bootstrap, topic, _stream(topic, start, 71, 150, partitions))
+    host, port = es_url.removeprefix("http://").rsplit(":", 1)
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    await proxy.stop()  # its port now refuses connections
+    args = _args(
+        kafka_bootstrap,
+        topic,
+        group,
+        *FAST_GROUP,
+        *_sink_args(proxy.url, template),
+        "--es-startup-wait-s",
+        "1",
+        "--es-sink-retry-max-s",
+        "1",
+        "--state-commit-timeout-s",
+        "3",
+    )
+    log = tmp_path / "processor.log"
+    try:
+        processor = _Processor(args, log)
+        try:
+            await _wait_ready(processor, 60)
+            ends = await _end_offsets(kafka_bootstrap, topic, partitions)
+            committed_past = await _commits_reach(kafka_bootstrap, group, topic, ends, 4.0)
+            processor.process.terminate()  # SIGTERM while the cluster is down
+            code = await asyncio.to_thread(processor.process.wait, 20)
+        finally:
+            processor.kill()
+        assert not committed_past, "offsets committed past outcomes Elasticsearch has not got"
+        assert code == 0, log.read_text()[-3000:]
+        assert "the last commit is left out" in log.read_text()
+        again = _Processor(args, log)  # Elasticsearch still down at this start
+        try:
+            await _wait_ready(again, 60)
+            await asyncio.sleep(2.0)
+            await proxy.start()
+            await _caught_up(kafka_bootstrap, group, topic, partitions, 60)
+            actual = await _index_content(es, f"{prefix}-*")
+        finally:
+            again.terminate()
+        lines = await _consumed(kafka_bootstrap, topic, partitions, {})
+        _assert_index(
+            actual,
+            _expected_index(lines, template),
+            _replay(lines, tmp_path / "in.jsonl"),
+            deployments=1,
+        )
+    finally:
+        await proxy.stop()
+        await delete_indices(es, f"{prefix}-*")

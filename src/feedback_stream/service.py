@@ -766,7 +766,14 @@ class Service:
             if s.history.enabled:
                 _log.error("history: %s; serving without it", error)
             if s.es.sink_enabled and error.retriable:
-                _log.error("outcome sink: %s; it starts once the cluster answers", error)
+                _log.error(
+                    "outcome sink: %s; outcomes are buffered and written once the cluster "
+                    "answers (state commits wait for them)",
+                    error,
+                )
+                await self._start_sink(None)
+                assert self._sink is not None
+                self._sink.stats.last_error = str(error)
                 self._tasks.append(asyncio.create_task(self._sink_when_up(), name="es-sink-up"))
             elif s.es.sink_enabled:
                 _log.error("outcome sink: %s; running without it", error)
@@ -793,7 +800,7 @@ class Service:
             )
             await self._history.run(self._process_history)
 
-    async def _start_sink(self, client: SearchClient) -> None:
+    async def _start_sink(self, client: SearchClient | None) -> None:
         sink = OutcomeSink(client, self.settings.es)
         self.engine.add_outcome_listener(sink.on_outcomes)
         self.engine.add_result_listener(sink.on_result)
@@ -802,23 +809,30 @@ class Service:
         self._registry.register(SinkCollector(sink))
 
     async def _sink_when_up(self) -> None:
-        """Keep waiting for a cluster that was down at start, then start the sink.
+        """Keep waiting for a cluster that was down at start, then connect the sink.
 
-        Outcomes applied before then are not written (the sink was not there
-        to buffer them); ``/readyz`` shows the sink unavailable meanwhile.
+        The sink buffers the outcomes applied meanwhile and a state commit
+        waits for them (its flush), so none is lost: a committed input offset
+        never covers an outcome the cluster has not acknowledged. The status
+        shows the sink unavailable meanwhile.
         """
         while True:
             try:
                 client = await connect(self.settings.es, wait_s=3600.0)
             except ElasticsearchEdgeError as error:
                 self._es_failure = str(error)
+                if self._sink is not None:
+                    self._sink.stats.last_error = str(error)
                 if not error.retriable:
                     _log.error("outcome sink: %s; running without it", error)
+                    if self._sink is not None:
+                        self._sink.abandon(str(error))
                     return
                 continue
             self._es_client = client
             self._es_failure = None
-            await self._start_sink(client)
+            if self._sink is not None:
+                self._sink.connect(client)
             _log.info("outcome sink: the cluster answers, writing outcomes from now on")
             return
 
@@ -831,6 +845,7 @@ class Service:
         if self._stopped:
             return
         self._stopped = True
+        self._stop_requested.set()  # a commit waiting for the outcome sink gets its limit
         if self.repartitioner is not None:
             self.repartitioner.stop()
         if self.kafka is not None:
@@ -952,6 +967,7 @@ class _StateCommitter:
     def __init__(self, service: Service, store: StateStore) -> None:
         self._service = service
         self._store = store
+        self._unflushed_at_stop = False
 
     async def prepare(self, partitions: Collection[TopicPartition]) -> None:
         store = self._store
@@ -968,9 +984,45 @@ class _StateCommitter:
 
     async def stage(self, offsets: Mapping[TopicPartition, int]) -> Awaitable[bool]:
         sink = self._service._sink
-        if sink is not None:
-            await sink.flush()
+        if sink is not None and not await self._flushed(sink):
+            return _nothing_committed()
         return self._store.write(self._store.stage(offsets))
+
+    async def _flushed(self, sink: OutcomeSink) -> bool:
+        """Flush the outcome sink: however long the cluster takes, until a stop.
+
+        Consumption waits meanwhile (a committed offset must not cover an
+        outcome the cluster has not acknowledged). Once a stop is asked for,
+        the flush gets ``state_commit_timeout_s`` more; past that the commit is
+        left out (False): the records after the last commit are read again at
+        the next start and their documents written again under the same ids,
+        so a stop while the cluster is down ends within the grace period,
+        losing nothing.
+        """
+        if self._unflushed_at_stop:
+            return False
+        service = self._service
+        flush = asyncio.ensure_future(sink.flush())
+        stop = asyncio.ensure_future(service._stop_requested.wait())
+        try:
+            await asyncio.wait((flush, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not flush.done():
+            limit = service.settings.state_commit_timeout_s
+            try:
+                await asyncio.wait_for(flush, limit)
+            except TimeoutError:
+                self._unflushed_at_stop = True
+                _log.error(
+                    "outcome sink: outcomes not written within %s s (state_commit_timeout_s) "
+                    "of the stop; the last commit is left out: its records are read again "
+                    "at the next start",
+                    limit,
+                )
+                return False
+        flush.result()
+        return True
 
     def prestage(self) -> None:
         self._store.prestage()
@@ -978,6 +1030,11 @@ class _StateCommitter:
     @property
     def dirty(self) -> bool:
         return self._store.dirty
+
+
+async def _nothing_committed() -> bool:
+    """A commit left out: its offsets are offered again (with the next one, if any)."""
+    return False
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

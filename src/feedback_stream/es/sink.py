@@ -262,19 +262,21 @@ class OutcomeSink:
 
     Args:
         client: the server's client (:func:`connect`); a bare
-            ``AsyncElasticsearch`` is taken for Elasticsearch 9.
+            ``AsyncElasticsearch`` is taken for Elasticsearch 9. ``None``
+            while the cluster has not answered yet: documents are buffered
+            (and :meth:`flush` waits) until :meth:`connect` gives one.
         settings: sink index template, bulk size, buffer bound, backoff.
         clock: wall-clock seconds, for ``stats.last_success``.
     """
 
     def __init__(
         self,
-        client: SearchClient | AsyncElasticsearch,
+        client: SearchClient | AsyncElasticsearch | None,
         settings: ElasticsearchSettings,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._client = as_search_client(client, settings.hosts_text)
+        self._client = None if client is None else as_search_client(client, settings.hosts_text)
         self._clock = clock
         self._settings = settings
         self._buffer: OrderedDict[_DocKey, _Pending] = OrderedDict()
@@ -285,7 +287,31 @@ class OutcomeSink:
         self._stopping = False
         self._template_ready = False
         self._delay = settings.sink_retry_initial_s
+        self._abandoned = False
         self.stats = SinkStats()
+        if client is None:
+            self.stats.available = False
+            self.stats.last_error = "waiting for the cluster to answer"
+
+    def abandon(self, reason: str) -> None:
+        """Give up for good (the cluster refused the sink: credentials, version).
+
+        What is buffered and every later document is counted as dropped, and
+        :meth:`flush` no longer waits, so the processor goes on without it.
+        """
+        self._abandoned = True
+        self.stats.dropped += len(self._buffer)
+        self._buffer.clear()
+        self.stats.pending = self._in_flight
+        self.stats.available = False
+        self.stats.last_error = reason
+        self._wake.set()
+
+    def connect(self, client: SearchClient | AsyncElasticsearch) -> None:
+        """Give the sink its client once the cluster answers; what is buffered is sent."""
+        self._client = as_search_client(client, self._settings.hosts_text)
+        self._delay = self._settings.sink_retry_initial_s
+        self._wake.set()
 
     # -- the processor's side --------------------------------------------------------
 
@@ -326,6 +352,9 @@ class OutcomeSink:
             self.add_response(event)
 
     def _put(self, key: _DocKey, pending: _Pending) -> None:
+        if self._abandoned:
+            self.stats.dropped += 1
+            return
         if key in self._buffer:
             self._buffer[key] = pending
         elif len(self._buffer) + self._in_flight >= self._settings.sink_buffer_max:
@@ -426,6 +455,8 @@ class OutcomeSink:
             return await self._send_batch_locked()
 
     async def _send_batch_locked(self) -> bool:
+        if self._client is None:
+            return False  # no cluster yet: keep it all buffered
         if not self._template_ready and not await self._install_template():
             return False
         batch: list[tuple[_DocKey, _Pending]] = []
@@ -544,12 +575,13 @@ class OutcomeSink:
         another template with the same patterns and priority) is logged and
         skipped: dynamic mapping still stores the documents.
         """
+        client = self._client
+        if client is None:
+            return False
         pattern = re.sub(r"\{[^}]*\}", "*", self._settings.sink_index)
         pattern = re.sub(r"\*+(-\*+)*", "*", pattern).lower()
         try:
-            await self._client.put_template(
-                _TEMPLATE_NAME, pattern, OUTCOME_MAPPING, _TEMPLATE_PRIORITY
-            )
+            await client.put_template(_TEMPLATE_NAME, pattern, OUTCOME_MAPPING, _TEMPLATE_PRIORITY)
         except Exception as exc:
             error = translate(exc, self._settings.hosts_text, "installing the outcome template")
             if not _hopeless(error):
