@@ -3,6 +3,8 @@ the original, at any commit point, and the records it leaves stay bounded."""
 
 from __future__ import annotations
 
+from base64 import b64decode
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedback_stream.caps import Caps
-from feedback_stream.changelog import Change, ChangelogError, ChangeTracker, Restorer
+from feedback_stream.changelog import (
+    FORMAT,
+    Change,
+    ChangelogError,
+    ChangeTracker,
+    Restorer,
+    state_prefix,
+)
 from feedback_stream.decode import DecodeError
 from feedback_stream.engine import ALL_PARTITIONS, Engine
 from feedback_stream.events import ModelKey, SourcePosition
@@ -446,3 +455,76 @@ def test_a_commit_taken_in_slices_keeps_the_comparisons(
     lines = [orjson.dumps(r) for r in generate_records(config)]
     commits = set(range(0, len(lines), 400)) | {len(lines)}
     _sliced_and_whole(lines, list(range(0, len(lines), slice_size)), commits, WINDOWS)
+
+
+FORMAT_2 = Path(__file__).parent / "fixtures" / "changelog" / "format2.json"
+
+
+def _format_2_stream() -> list[bytes]:
+    """The records the format-2 fixture's processor read (see its ``written_by``)."""
+    config = GeneratorConfig(
+        seed=11,
+        n_requests=80,
+        request_rate=5.0,
+        feedback_share=0.8,
+        feedback_delay_mean_s=4.0,
+        amendment_share=0.2,
+        duplicate_share=0.1,
+    )
+    return [orjson.dumps(r) for r in generate_records(config)]
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_a_state_topic_written_by_the_previous_format_restores_and_continues(
+    compact: bool,
+) -> None:
+    fixture = orjson.loads(FORMAT_2.read_bytes())
+    topic = _Topic()
+    topic.write(
+        [(b64decode(k), None if v is None else b64decode(v)) for k, v in fixture["records"]]
+    )
+    scalars = orjson.loads(topic.compacted()[state_prefix(NAME) + b"S"])
+    assert scalars["format"] == "feedback-stream/changelog/2"
+    kinds = {key[len(state_prefix(NAME)) :][:1] for key in topic.compacted()}
+    assert kinds >= {b"E", b"O", b"M", b"W", b"C", b"A", b"Q", b"H"}
+    lines = _format_2_stream()
+    done = fixture["records_applied"]
+    original = Engine(WINDOWS, ttl=60.0)
+    clock = replay(lines[:done], original).clock
+    restored = _restore(topic, WINDOWS, "feedback", compact)
+    assert restored.report(clock) == original.report(clock)
+    # The restored processor goes on writing this format over the old records.
+    state = restored.states[ALL_PARTITIONS]
+    assert isinstance(state.observer, ChangeTracker)
+    end = replay(lines[done:], original).clock
+    replay(lines[done:], restored)
+    topic.write(state.observer.changes())
+    assert restored.report(end) == original.report(end)
+    again = _restore(topic, WINDOWS, "feedback", compact)
+    assert again.report(end) == original.report(end)
+    live = topic.compacted()
+    assert orjson.loads(live[state_prefix(NAME) + b"S"])["format"] == FORMAT
+
+
+def test_join_entries_name_each_model_once_and_outcomes_carry_no_second_key() -> None:
+    lines = _format_2_stream()
+    engine, tracker = _tracked(WINDOWS, "feedback")
+    replay(lines[: len(lines) // 2], engine)
+    changes = tracker.changes()
+    prefix = state_prefix(NAME)
+    entries = [v for k, v in changes if k.startswith(prefix + b"E") and v is not None]
+    outcomes = [v for k, v in changes if k.startswith(prefix + b"O") and v is not None]
+    assert entries
+    assert outcomes
+    models = {b'"default"', b'"shadow"'}
+    for value in entries:
+        row = orjson.loads(value)
+        named = [m for m in models if m in value]
+        assert named
+        assert all(value.count(m) == 1 for m in named)
+        assert len(row[9]) == len(named)
+        assert isinstance(row[2], str)  # the seen hashes, base64
+    for value in outcomes:
+        row = orjson.loads(value)
+        assert isinstance(row[0], int)  # the outcome row alone: its model is row[1]
+        assert sum(value.count(m) for m in models) == 1

@@ -14,9 +14,12 @@ A key is ``<state name> NUL <kind> <rest>``; values are orjson:
 ====  ===============================  =========================================
 kind  key rest                         value
 ====  ===============================  =========================================
-E     puid                             the join entry (:meth:`JoinStore.dump_entry`)
-O     outcome seq                      ``[model key of its windows, outcome row]``
-                                       (:func:`snapshot.outcome_row`)
+E     puid                             the join entry, compact
+                                       (:meth:`JoinStore.dump_entry`): each model
+                                       key once, named by index in the entry
+O     outcome seq                      the outcome row (:func:`snapshot.outcome_row`),
+                                       or ``[model key of its windows, outcome row]``
+                                       when the caps fold its model into another
 W     ``[model key, window name]``     ``window.dump()`` of a window that keeps
                                        its own aggregate (``total``)
 M     model key                        the model's counters (``ModelCounters``)
@@ -37,6 +40,14 @@ P     (none)                           ``{"topic/partition": offset}``: the inpu
                                        offsets the state reflects (written by
                                        the store with every commit)
 ====  ===============================  =========================================
+
+Format 3 (this one) differs from format 2 only in the ``E`` and ``O``
+values: a format-2 entry writes every model key in full where it is used
+(up to six times) and its seen hashes as a list of ints, a format-2
+outcome always ``[model key, row]``. :class:`Restorer` reads both, record
+by record, so a topic format 2 wrote (and format 3 went on writing after
+an upgrade) restores; the restore of an older version refuses a format-3
+state (:class:`ChangelogError`) rather than misread it.
 
 Only what changed is written: the entries of puids that took an event (and
 tombstones for entries dropped: expired, evicted, merged under an alias), the
@@ -96,7 +107,9 @@ __all__ = [
     "state_prefix",
 ]
 
-FORMAT: Final = "feedback-stream/changelog/2"
+FORMAT: Final = "feedback-stream/changelog/3"
+_READS: Final = frozenset({"feedback-stream/changelog/2", FORMAT})
+"""The formats :class:`Restorer` reads: this one, and the one before (see the module docstring)."""
 
 Change = tuple[bytes, bytes | None]
 """One record: key, and value or ``None`` (a tombstone)."""
@@ -274,12 +287,16 @@ class ChangeTracker:
             models.add(outcome.key)
             if not outcome.retracted:
                 folded = fold(outcome.key)
-                key_list = key_lists.get(folded)
-                if key_list is None:  # one list per model (models are bounded by the caps)
-                    key_list = key_lists[folded] = _key(folded)
-                out[outcome_key + str(outcome.seq).encode()] = dumps(
-                    [key_list, outcome_row(outcome)]
-                )
+                if folded is outcome.key or folded == outcome.key:
+                    # The row names its windows' model already: the row alone.
+                    out[outcome_key + str(outcome.seq).encode()] = dumps(outcome_row(outcome))
+                else:
+                    key_list = key_lists.get(folded)
+                    if key_list is None:  # one list per model (models are bounded by the caps)
+                        key_list = key_lists[folded] = _key(folded)
+                    out[outcome_key + str(outcome.seq).encode()] = dumps(
+                        [key_list, outcome_row(outcome)]
+                    )
                 written = written_by.get(outcome.key)  # self._track(outcome), inlined
                 if written is None:
                     written = written_by[outcome.key] = deque()
@@ -306,7 +323,7 @@ class ChangeTracker:
         changed = puids | {join.entry_key(p) for p in puids}
         dump_entry = join.dump_entry
         for puid in changed:
-            row = dump_entry(puid)
+            row = dump_entry(puid, True)
             out[entry_key + puid.encode("utf-8", "surrogatepass")] = (
                 None if row is None else dumps(row)
             )
@@ -594,9 +611,11 @@ class Restorer:
                 },
             }
         )
-        if scalars.get("format") != FORMAT:
+        if scalars.get("format") not in _READS:
             raise ChangelogError(f"state record of format {scalars.get('format')!r}")
-        placed = sorted((orjson.loads(v) for v in self._outcomes.values()), key=lambda r: r[1][0])
+        placed = sorted(
+            (_placed(orjson.loads(v)) for v in self._outcomes.values()), key=lambda r: r[1][0]
+        )
         rows = [row for _, row in placed]
         clock = scalars["clock"]
         clock_tick = to_tick(clock) if clock is not None else None
@@ -667,6 +686,18 @@ class Restorer:
         order.sort(key=lambda item: item[0])
         document = {"comparisons": comparisons, "windows": windows, "held": held, "order": order}
         return document, [row for _, row in placed]
+
+
+def _placed(value: list[Any]) -> tuple[Any, list[Any]]:
+    """An ``O`` record's value as ``(model key of its windows, outcome row)``.
+
+    The value is the row alone (its field 1 is the model key) or, when the
+    windows' model is another (folded by the caps), and in format 2 always,
+    ``[model key, row]``.
+    """
+    if isinstance(value[0], int):
+        return value[1], value
+    return value[0], value[1]
 
 
 def _derived_dump(

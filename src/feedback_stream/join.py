@@ -39,6 +39,7 @@ from __future__ import annotations
 import heapq
 import struct
 from array import array
+from base64 import b64decode, b64encode
 from collections.abc import Iterator
 from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass
@@ -1050,11 +1051,16 @@ class JoinStore:
                 for pair in entry.pairs.values():
                     yield from pair.outcomes
 
-    def dump_entry(self, puid: str) -> list[Any] | None:
+    def dump_entry(self, puid: str, compact: bool = False) -> list[Any] | None:
         """One entry as plain data (a row of :meth:`dump`), or ``None`` if not held.
 
         The changelog writes one row per changed entry
-        (:mod:`feedback_stream.changelog`).
+        (:mod:`feedback_stream.changelog`), ``compact``: each model key is
+        then written once, in a tenth field (``[[namespace, deployment,
+        predictor, model], ...]``), and the rows name it by its index there
+        (an ``int`` where the plain row has the key's list); the seen event
+        hashes (field 2) are the base64 of their little-endian 8-byte words
+        instead of a list of ints. :meth:`load` reads both shapes.
         """
         held = self._entries.get(puid)
         if held is None:
@@ -1064,14 +1070,48 @@ class JoinStore:
         responses = _items(e.responses)
         fb_index = {id(f): i for i, f in enumerate(feedbacks)}
         resp_index = {id(r): i for i, r in enumerate(responses)}
-        return [
+        table: dict[ModelKey, Any] = {}
+        models: list[Any] = []
+        if compact:
+            for k, _ in _items(e.requests):
+                if k not in table:
+                    table[k] = len(table)
+            for r in responses:
+                if r.key not in table:
+                    table[r.key] = len(table)
+            for f in feedbacks:
+                if f.key not in table:
+                    table[f.key] = len(table)
+            for k in e.pairs or ():
+                if k not in table:
+                    table[k] = len(table)
+            for k, _, _ in e.marks or ():
+                if k not in table:
+                    table[k] = len(table)
+            models = [_key_list(k) for k in table]
+        else:
+            for k, _ in _items(e.requests):
+                table[k] = _key_list(k)
+            for r in responses:
+                table[r.key] = _key_list(r.key)
+            for f in feedbacks:
+                table[f.key] = _key_list(f.key)
+            for k in e.pairs or ():
+                table[k] = _key_list(k)
+            for k, _, _ in e.marks or ():
+                table[k] = _key_list(k)
+        row = [
             puid,
             e.deadline,
-            list(struct.unpack(f"<{len(e.seen) // 8}Q", e.seen)),
-            [[_key_list(k), t] for k, t in _items(e.requests)],
+            (
+                b64encode(e.seen).decode("ascii")
+                if compact
+                else list(struct.unpack(f"<{len(e.seen) // 8}Q", e.seen))
+            ),
+            [[table[k], t] for k, t in _items(e.requests)],
             [
                 [
-                    _key_list(r.key),
+                    table[r.key],
                     list(r.classes),
                     r.time,
                     r.labelled,
@@ -1083,7 +1123,7 @@ class JoinStore:
             ],
             [
                 [
-                    _key_list(f.key),
+                    table[f.key],
                     None if f.truth is None else list(f.truth),
                     f.reward,
                     f.time,
@@ -1096,7 +1136,7 @@ class JoinStore:
             ],
             [
                 [
-                    _key_list(k),
+                    table[k],
                     fb_index[id(p.feedback)],
                     resp_index.get(id(p.response), -1),
                     p.time,
@@ -1104,9 +1144,12 @@ class JoinStore:
                 ]
                 for k, p in (e.pairs or {}).items()
             ],
-            [[_key_list(k), r, w] for k, r, w in (e.marks or set())],
+            [[table[k], r, w] for k, r, w in (e.marks or set())],
             list(e.aliases or ()),
         ]
+        if compact:
+            row.append(models)
+        return row
 
     def entry_key(self, puid: str) -> str:
         """The key of the entry holding ``puid``'s events (another puid, for an alias)."""
@@ -1141,13 +1184,19 @@ class JoinStore:
         """Rebuild a store from :meth:`dump` output; ``outcomes`` maps seq to outcome."""
         store = cls(data["ttl"], TimeBasis(data["time_basis"]), sequence)
         due: list[tuple[float, str]] = []
-        for puid, deadline, seen, reqs, resps, fbs, pairs, marks, aliases in data["entries"]:
-            entry = _Entry(deadline, struct.pack(f"<{len(seen)}Q", *seen))
+        for row in data["entries"]:
+            puid, deadline, seen, reqs, resps, fbs, pairs, marks, aliases = row[:9]
+            # A compact row (dump_entry(compact=True)) names its models by index.
+            models = [ModelKey(*k) for k in row[9]] if len(row) > 9 else None
+            packed_seen = (
+                b64decode(seen) if isinstance(seen, str) else struct.pack(f"<{len(seen)}Q", *seen)
+            )
+            entry = _Entry(deadline, packed_seen)
             for k, t in reqs:
-                entry.requests = _append(entry.requests, (ModelKey(*k), t))
+                entry.requests = _append(entry.requests, (_model(k, models), t))
             responses = [
                 _Response(
-                    ModelKey(*k),
+                    _model(k, models),
                     tuple(c),
                     t,
                     lab,
@@ -1163,7 +1212,7 @@ class JoinStore:
                     store._hold_unlabelled(puid, response)
             feedbacks = [
                 _Feedback(
-                    ModelKey(*k),
+                    _model(k, models),
                     None if tr is None else tuple(tr),
                     rw,
                     t,
@@ -1180,13 +1229,13 @@ class JoinStore:
                 effective = _effective(entry, feedbacks)
                 entry.pairs = {}
                 for k, i, ri, t, seqs in pairs:
-                    key = ModelKey(*k)
+                    key = _model(k, models)
                     response = responses[ri] if ri >= 0 else effective[key]
                     entry.pairs[key] = _Pair(
                         feedbacks[i], response, t, tuple(outcomes[s] for s in seqs)
                     )
             if marks:
-                entry.marks = {(ModelKey(*k), r, w) for k, r, w in marks}
+                entry.marks = {(_model(k, models), r, w) for k, r, w in marks}
             if aliases:
                 entry.aliases = list(aliases)
                 for alias in aliases:
@@ -1196,6 +1245,11 @@ class JoinStore:
             due.append((deadline, puid))
         store._deadlines.load(due)
         return store
+
+
+def _model(k: Any, models: list[ModelKey] | None) -> ModelKey:
+    """A row's model: its index into ``models`` (a compact row), or its key's list."""
+    return models[k] if models is not None else ModelKey(*k)
 
 
 def _key_list(key: ModelKey) -> list[str]:
