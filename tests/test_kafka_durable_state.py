@@ -70,6 +70,27 @@ def _records(
     return list(generate_records(config))
 
 
+def _adversarial(
+    seed: int, n_requests: int, start_ms: int, partitions: int, topic: str
+) -> list[ReplayRecord]:
+    """A stream with shadow/default pairs, feedback before its response, duplicates,
+    amendments and invalid records: what the crash tests must come out exact on."""
+    return _records(
+        seed,
+        n_requests,
+        start_ms,
+        partitions,
+        feedback_share=0.9,
+        feedback_delay_mean_s=4.0,
+        amendment_share=0.2,
+        duplicate_share=0.1,
+        disorder_share=0.3,
+        disorder_max_s=3.0,
+        invalid_share=0.02,
+        topic=topic,
+    )
+
+
 class _Processor:
     """One ``feedback-stream run`` process."""
 
@@ -334,20 +355,7 @@ async def test_sigkill_at_random_moments_then_every_number_equals_replay(
     response, duplicates, amendments and invalid records."""
     topic, group, partitions = unique("kill"), unique("kill"), 4
     start = int(time.time() * 1000) + AHEAD_MS
-    bulk = _records(
-        31,
-        6000,
-        start,
-        partitions,
-        feedback_share=0.9,
-        feedback_delay_mean_s=4.0,
-        amendment_share=0.2,
-        duplicate_share=0.1,
-        disorder_share=0.3,
-        disorder_max_s=3.0,
-        invalid_share=0.02,
-        topic=topic,
-    )
+    bulk = _adversarial(31, 6000, start, partitions, topic)
     tail = _records(32, COUNT, start + 200_000, partitions, feedback_share=1.0, topic=topic)
     assert len(bulk) >= 20_000
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
@@ -410,20 +418,7 @@ async def test_a_group_going_1_3_1_with_one_member_killed_equals_replay(
 ) -> None:
     topic, group, partitions = unique("scale"), unique("scale"), 6
     start = int(time.time() * 1000) + AHEAD_MS
-    bulk = _records(
-        41,
-        3000,
-        start,
-        partitions,
-        feedback_share=0.9,
-        feedback_delay_mean_s=4.0,
-        amendment_share=0.2,
-        duplicate_share=0.1,
-        disorder_share=0.3,
-        disorder_max_s=3.0,
-        invalid_share=0.02,
-        topic=topic,
-    )
+    bulk = _adversarial(41, 3000, start, partitions, topic)
     tail = _records(42, COUNT, start + 200_000, partitions, feedback_share=1.0, topic=topic)
     await create_topic(kafka_bootstrap, topic, partitions=partitions)
     await produce(kafka_bootstrap, topic, bulk)

@@ -155,6 +155,20 @@ def _assert_index(
         assert sum(d["correct"] is True for d in mine) == total["correct"], key
 
 
+async def _assert_index_of_the_topic(
+    actual: dict[_Doc, Any],
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    template: str,
+    tmp_path: Path,
+) -> None:
+    """:func:`_assert_index` against an uninterrupted run of everything in ``topic``."""
+    lines = await _consumed(bootstrap, topic, partitions, {})
+    report = _replay(lines, tmp_path / "in.jsonl")
+    _assert_index(actual, _expected_index(lines, template), report, deployments=1)
+
+
 def _stream(topic: str, start: int, seed: int, n: int, partitions: int) -> list[Any]:
     return _records(
         seed,
@@ -315,12 +329,8 @@ async def test_elasticsearch_not_answering_then_sigkill_loses_no_outcome_documen
             actual = await _index_content(es, f"{prefix}-*")
         finally:
             last.terminate()
-        lines = await _consumed(kafka_bootstrap, topic, partitions, {})
-        _assert_index(
-            actual,
-            _expected_index(lines, template),
-            _replay(lines, tmp_path / "in.jsonl"),
-            deployments=1,
+        await _assert_index_of_the_topic(
+            actual, kafka_bootstrap, topic, partitions, template, tmp_path
         )
         assert not committed_past, "offsets committed past outcomes Elasticsearch has not got"
         assert not refused_past, "offsets committed past outcomes Elasticsearch refused"
@@ -382,12 +392,8 @@ async def test_elasticsearch_down_at_start_and_a_stop_while_it_is_down_lose_noth
             actual = await _index_content(es, f"{prefix}-*")
         finally:
             again.terminate()
-        lines = await _consumed(kafka_bootstrap, topic, partitions, {})
-        _assert_index(
-            actual,
-            _expected_index(lines, template),
-            _replay(lines, tmp_path / "in.jsonl"),
-            deployments=1,
+        await _assert_index_of_the_topic(
+            actual, kafka_bootstrap, topic, partitions, template, tmp_path
         )
     finally:
         await proxy.stop()
